@@ -1,0 +1,157 @@
+"""The MongoDB connection: a real server (``mongodb://``) or the in-process mongomock store
+(``mongomock://``), with raw-BSON inserts, retries, and raw-batch reads into numpy columns."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import bson
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from pymongo import errors as perr
+
+from . import bsonio
+from .errors import LsdgraphError, redact_uri
+
+DEFAULT_URI = "mongodb://localhost:27017"
+ENV_URI = "LSDGRAPH_MONGO_URI"
+_RAW = CodecOptions(document_class=RawBSONDocument)
+_TRANSIENT = (perr.AutoReconnect, perr.ConnectionFailure, perr.NetworkTimeout,
+              perr.ServerSelectionTimeoutError, perr.WaitQueueTimeoutError)
+_mock_clients: dict[str, object] = {}
+
+
+def default_uri() -> str:
+    return os.environ.get(ENV_URI) or DEFAULT_URI
+
+
+@dataclass
+class Store:
+    """A connected client and what kind of server it talks to."""
+
+    client: object
+    uri: str          # redacted, safe to print
+    mock: bool
+    retries: int = 5
+
+    def db(self, name: str):
+        return self.client[name]
+
+    def insert_docs(self, coll, docs: bsonio.Docs, what: str) -> tuple[int, int]:
+        """Insert documents as they are (raw bytes) with an unordered bulk insert.
+
+        Returns (inserted, duplicate_id_skipped); a document whose ``_id`` is already there is
+        skipped as mongorestore does. Retries when the server goes away (a replayed batch is
+        harmless: its documents come back as duplicates), then fails with a one-line error.
+        """
+        if len(docs) == 0:
+            return 0, 0
+        block = docs.block()
+        payload = bson.decode_all(block, None if self.mock else _RAW)
+        for attempt in range(self.retries + 1):
+            try:
+                coll.insert_many(payload, ordered=False)
+                return len(payload), 0
+            except perr.BulkWriteError as e:
+                errs = e.details.get("writeErrors", [])
+                other = [x for x in errs if x.get("code") != 11000]
+                if other:
+                    x = other[0]
+                    raise LsdgraphError(f"{what}: the server refused document #{x.get('index')} of a batch: "
+                                        f"{x.get('errmsg')}") from None
+                return e.details.get("nInserted", 0), len(errs)
+            except _TRANSIENT as e:
+                if attempt == self.retries:
+                    raise LsdgraphError(f"{what}: lost MongoDB at {self.uri} after {self.retries} retries "
+                                        f"({type(e).__name__}); nothing is marked complete: rerun the same "
+                                        "command to resume") from None
+                time.sleep(min(0.25 * 2 ** attempt, 4))
+        raise AssertionError("unreachable")
+
+    def retry(self, fn, what: str):
+        """Run ``fn()`` with the same retry policy as inserts."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except _TRANSIENT as e:
+                if attempt == self.retries:
+                    raise LsdgraphError(f"{what}: lost MongoDB at {self.uri} after {self.retries} retries "
+                                        f"({type(e).__name__}); rerun the same command to resume") from None
+                time.sleep(min(0.25 * 2 ** attempt, 4))
+
+    def find_raw(self, coll, filter: dict, fields: Sequence[str], *, hint: str | None = None,
+                 sort: list | None = None, batch_size: int = 100_000) -> Iterator[bsonio.Docs]:
+        """Stream matching documents as raw batches, scanned into ``fields`` columns.
+
+        One query (plus getMores) per call; on mongomock, which has no raw batches, documents are
+        encoded back to BSON so everything downstream is the same code.
+        """
+        projection = {f: 1 for f in fields}
+        if "_id" not in fields:
+            projection["_id"] = 0
+        if self.mock:
+            cur = coll.find(filter, projection)
+            if sort:
+                cur = cur.sort(sort)
+            batch = []
+            for doc in cur:
+                batch.append(bson.encode(doc))
+                if len(batch) == batch_size:
+                    yield bsonio.scan(b"".join(batch), fields)[0]
+                    batch = []
+            if batch:
+                yield bsonio.scan(b"".join(batch), fields)[0]
+            return
+        cur = coll.find_raw_batches(filter, projection, batch_size=batch_size)
+        if hint:
+            cur = cur.hint(hint)
+        if sort:
+            cur = cur.sort(sort)
+        for raw in cur:
+            docs, _, err = bsonio.scan(raw, fields)
+            if err is not None:
+                raise LsdgraphError(f"{coll.name}: the server sent malformed BSON ({err.describe()})")
+            yield docs
+
+    def explain(self, coll, filter: dict, hint: str | None = None) -> dict:
+        """executionStats of a find on a real server (mongomock has no planner: empty dict)."""
+        if self.mock:
+            return {}
+        cmd = {"find": coll.name, "filter": filter}
+        if hint:
+            cmd["hint"] = hint
+        return coll.database.command("explain", cmd, verbosity="executionStats")
+
+
+def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:
+    """Connect and check the server answers; ``mongomock://`` gives the process-wide in-memory store."""
+    uri = uri or default_uri()
+    shown = redact_uri(uri)
+    if uri.startswith("mongomock://"):
+        import mongomock
+
+        client = _mock_clients.get(uri)
+        if client is None:
+            client = _mock_clients[uri] = mongomock.MongoClient()
+        return Store(client, shown, True)
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise LsdgraphError(f"--db {shown}: not a MongoDB URI; use mongodb://host:port, or mongomock:// "
+                            "for the in-process store")
+    import pymongo
+
+    timeout = timeout_ms or int(os.environ.get("LSDGRAPH_SERVER_TIMEOUT_MS", "5000"))
+    try:
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout)
+        client.admin.command("ping")
+    except perr.ConfigurationError as e:
+        raise LsdgraphError(f"--db {shown}: {e}") from None
+    except perr.OperationFailure as e:
+        raise LsdgraphError(f"MongoDB at {shown} refused us: {e.details.get('errmsg', e) if e.details else e}; "
+                            "check the user and password in the URI") from None
+    except perr.PyMongoError as e:
+        raise LsdgraphError(f"cannot reach MongoDB at {shown} ({type(e).__name__}); start one with "
+                            "`docker compose up -d` (see README), set LSDGRAPH_MONGO_URI, or use "
+                            "--db mongomock:// for an in-process store") from None
+    return Store(client, shown, False)
