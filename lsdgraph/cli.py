@@ -3,8 +3,10 @@ stderr and exit status 1 (2 for usage errors); no tracebacks."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from pathlib import Path
 
 from .errors import LsdgraphError, redact
 
@@ -39,6 +41,94 @@ def cmd_ls(a) -> int:
     return 0
 
 
+def _rag(a):
+    from .query import open_rag
+
+    return open_rag(a.db, a.name, edges=a.edges)
+
+
+def cmd_info(a) -> int:
+    from .info import describe, render
+
+    info = describe(a.db, a.name, edges=a.edges, bins=a.bins)
+    if a.json:
+        print(json.dumps(info, indent=1, default=str))
+    else:
+        for line in render(info):
+            print(line)
+    return 0
+
+
+def cmd_query(a) -> int:
+    from .export import write_result
+
+    rag = _rag(a)
+    nodes, edges = rag.read_arrays(a.roi, a.max_score, edges=a.policy)
+    out = open(a.out, "w", newline="") if a.out else sys.stdout
+    try:
+        write_result(out, nodes, edges, fmt=a.format, what=a.what, limit=a.limit,
+                     header=f"{rag.db.name}.{rag.edges_name} roi={a.roi or 'all'} max_score={a.max_score} "
+                            f"policy={a.policy}")
+    finally:
+        if a.out:
+            out.close()
+            print(f"wrote {len(nodes):,} nodes and {len(edges):,} edges to {a.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_synth(a) -> int:
+    from .synth import synth
+
+    r = synth(a.out, a.dataset, a.size, a.seed, fragments=a.fragments, progress=not a.quiet)
+    print(f"wrote a {a.size} synthetic {a.dataset} dataset ({r.n_fragments:,} fragments, {r.n_edges:,} edges "
+          f"per merge function, {r.n_skeletons:,} skeletons) in {r.seconds:.1f} s")
+    print(f"  RAG:       {r.rag_dir}")
+    print(f"  skeletons: {r.skeleton_dir}")
+    if r.fragments_path:
+        print(f"  fragments: {r.fragments_path}")
+    print(f"  truth:     {r.truth_path}")
+    return 0
+
+
+def cmd_segment(a) -> int:
+    from .segment import segment
+
+    if (a.bson is None) == (a.name is None):
+        raise LsdgraphError("give either --name (and --db) to read a database, or --bson FOLDER to read dump files")
+    r = segment(db=a.db, name=a.name, edges=a.edges, bson=a.bson, thresholds=a.thresholds, roi=a.roi, out=a.out,
+                lut_files=not a.no_lut_files, db_luts=a.db_luts, quiet=a.quiet)
+    if not a.quiet:
+        print(r.summary.to_string(index=False))
+    print(f"merge tree: {r.tree_path}{' (reused)' if r.reused_tree else ''}; {len(r.lut_paths)} LUT files in "
+          f"{Path(a.out) / 'luts' / 'fragment_segment'}; summary in {Path(a.out) / f'summary_{a.edges}.csv'}")
+    return 0
+
+
+def cmd_relabel(a) -> int:
+    from .segment import relabel
+    from .sources import S3Options
+
+    relabel(a.fragments, a.lut, a.out, s3=S3Options(profile=a.profile, endpoint_url=a.endpoint_url), quiet=a.quiet)
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from .evaluate import evaluate
+
+    evaluate(db=a.db, name=a.name, skeletons=a.skeletons, skeletons_name=a.skeletons_name, fragments=a.fragments,
+             mask=a.mask, edges=a.edges, thresholds=a.thresholds, out=a.out, roi=a.roi, merge_rule=a.merge_rule,
+             profile=a.profile, endpoint_url=a.endpoint_url, quiet=a.quiet)
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from .demo import demo
+
+    demo(a.out, db=a.db or "mongomock://", name=a.name or "lsdgraph_demo", dataset=a.dataset, size=a.size,
+         seed=a.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lsdgraph", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -61,6 +151,89 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true", help="list every file, not only folder totals")
     _s3_args(s)
     s.set_defaults(func=cmd_ls)
+
+    s = sub.add_parser("info", help="collections, counts, indexes, bounding box and score histogram of a database")
+    _db_args(s, name_required=True)
+    s.add_argument("--edges", default=None, help="edges collection for the score statistics (default: all)")
+    s.add_argument("--bins", type=int, default=10, help="score histogram bins (default 10)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("query", help="nodes and edges in an ROI at a merge threshold")
+    _db_args(s, name_required=True)
+    s.add_argument("--edges", default=None, help="edges collection (default: the only one)")
+    s.add_argument("--roi", default=None, metavar="Z0,Y0,X0:Z1,Y1,X1",
+                   help="begin:end in nm, half-open (default: the whole RAG)")
+    s.add_argument("--max-score", type=float, default=None, help="keep edges with merge_score <= this")
+    s.add_argument("--policy", choices=("u", "both", "either"), default="u",
+                   help="edges whose u is inside (default, daisy's rule), both ends, or either end")
+    s.add_argument("--format", choices=("table", "json", "csv", "graphml"), default="table")
+    s.add_argument("--what", choices=("edges", "nodes"), default="edges", help="rows for table/csv")
+    s.add_argument("--limit", type=int, default=20, help="rows shown by --format table (0: all)")
+    s.add_argument("--out", default=None, help="write to this file instead of stdout")
+    s.set_defaults(func=cmd_query)
+
+    s = sub.add_parser("synth", help="write a synthetic dataset in the exact format of the real dumps")
+    s.add_argument("out", help="folder to write (the bucket's layout is created below it: OUT/funke/...)")
+    s.add_argument("--dataset", choices=("hemi", "zebrafinch", "fib25"), default="hemi")
+    s.add_argument("--size", choices=("tiny", "small", "medium", "large"), default="tiny",
+                   help="≈1k, 20k, 1M or 10M fragments")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--fragments", action=argparse.BooleanOptionalAction, default=None,
+                   help="write the fragments zarr (default: tiny and small)")
+    s.add_argument("--quiet", "-q", action="store_true")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("segment", help="segments for many merge thresholds: merge tree, LUTs, summary")
+    _db_args(s)
+    s.add_argument("--bson", default=None, metavar="FOLDER",
+                   help="read nodes.bson and EDGES.bson from this RAG folder instead of a database")
+    s.add_argument("--edges", default="edges_hist_quant_75", help="edges collection / file stem")
+    s.add_argument("--thresholds", default="0:1:0.02", help="start:stop:step (stop exclusive) or a list "
+                                                            "'0.1,0.5' (default 0:1:0.02)")
+    s.add_argument("--roi", default=None, metavar="Z0,Y0,X0:Z1,Y1,X1", help="only this ROI (nm)")
+    s.add_argument("--out", required=True, help="output folder (merge tree, luts/fragment_segment/*.npz, summary)")
+    s.add_argument("--db-luts", default="all", help="LUTs written to MongoDB: all (default), none, or a "
+                                                    "threshold list")
+    s.add_argument("--no-lut-files", action="store_true", help="skip the per-threshold .npz LUT files")
+    s.add_argument("--quiet", "-q", action="store_true")
+    s.set_defaults(func=cmd_segment)
+
+    s = sub.add_parser("relabel", help="apply a fragment→segment LUT to a zarr volume of fragment ids")
+    s.add_argument("fragments", help="zarr array of fragment ids (folder with .zarray, or s3://...)")
+    s.add_argument("--lut", required=True, help="an lsd-format LUT .npz (fragment_segment_lut)")
+    s.add_argument("--out", required=True, help="zarr array to write")
+    s.add_argument("--quiet", "-q", action="store_true")
+    _s3_args(s)
+    s.set_defaults(func=cmd_relabel)
+
+    s = sub.add_parser("evaluate", help="score every threshold against ground-truth skeletons: table, plot")
+    _db_args(s, name_required=True)
+    s.add_argument("--skeletons", default=None, metavar="PREFIX",
+                   help="skeleton collections PREFIX.nodes/PREFIX.edges (default: the only set)")
+    s.add_argument("--skeletons-name", default=None, help="database holding the skeletons (default: --name)")
+    s.add_argument("--fragments", required=True, help="zarr array of fragment ids (local or s3://)")
+    s.add_argument("--mask", default=None, help="zarr mask: skeleton nodes where it is 0 are left out")
+    s.add_argument("--edges", default="edges_hist_quant_75")
+    s.add_argument("--thresholds", default="0:1:0.02")
+    s.add_argument("--roi", default=None, metavar="Z0,Y0,X0:Z1,Y1,X1", help="agglomerate only this ROI (nm)")
+    s.add_argument("--merge-rule", choices=("segment", "skeleton"), default="segment",
+                   help="ERL: a merged skeleton loses its edges in merging segments (funlib.evaluate, "
+                        "default) or all its edges")
+    s.add_argument("--out", required=True, help="folder for the table, plot and summary")
+    s.add_argument("--quiet", "-q", action="store_true")
+    _s3_args(s)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("demo", help="the whole pipeline on synthetic data: synth, ingest, query, segment, "
+                                    "evaluate; writes a report")
+    s.add_argument("--out", default="lsdgraph-demo", help="output folder (default ./lsdgraph-demo)")
+    s.add_argument("--db", default=None, help="MongoDB URI (default: mongomock://, the in-process store)")
+    s.add_argument("--name", default=None, help="database name (default lsdgraph_demo; it is replaced)")
+    s.add_argument("--dataset", choices=("hemi", "zebrafinch", "fib25"), default="hemi")
+    s.add_argument("--size", choices=("tiny", "small"), default="small")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_demo)
     return p
 
 

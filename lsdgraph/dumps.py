@@ -1,0 +1,81 @@
+"""Read a RAG straight from its dump files (``nodes.bson``, ``edges_<name>.bson``) into arrays,
+vectorized and validated, with no database — for users who only want segments."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import bsonio, schema, validate
+from .errors import LsdgraphError
+from .roi import as_roi
+
+
+@dataclass
+class RagArrays:
+    """A RAG as arrays: fragment ids (uint64) with centres (n, 3) nm zyx; edges u, v (uint64) and
+    merge scores (float64, NaN for null)."""
+
+    ids: np.ndarray
+    positions: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    scores: np.ndarray
+
+
+def read_columns(path: Path, kind: schema.Kind, fields: dict[str, str]) -> dict[str, np.ndarray]:
+    """Stream one dump file into typed columns (``{"id": "uint64", "center_z": "float64"}``),
+    validating every document as ingest does."""
+    parts: dict[str, list] = {f: [] for f in fields}
+    n = 0
+    try:
+        stream = open(path, "rb")
+    except OSError as e:
+        raise LsdgraphError(f"{path}: cannot open ({e.strerror}); check the --bson folder") from None
+    with stream:
+        for base, docs, err in bsonio.iter_docs(stream, kind.fields, chunk_bytes=32 << 20, max_docs=1 << 20):
+            msg = validate.check(docs, kind, file=str(path), base_offset=base, first_index=n)
+            if msg:
+                raise LsdgraphError(msg)
+            if err is not None:
+                raise LsdgraphError(f"{path}: document #{n + len(docs)} at byte {base + err.doc_offset:,}: "
+                                    f"{err.describe(base)} — the file is damaged or not a .bson dump")
+            for f, dtype in fields.items():
+                parts[f].append(docs.floats(f) if dtype == "float64" else docs.ints(f).astype(dtype))
+            n += len(docs)
+    if n == 0:
+        raise LsdgraphError(f"{path}: no documents; is it a .bson dump?")
+    return {f: np.concatenate(p) for f, p in parts.items()}
+
+
+def edges_file(folder: Path, edges: str) -> Path:
+    """``folder/<edges>.bson``, or a one-line error listing the edges files there."""
+    p = folder / f"{edges}.bson"
+    if not p.exists():
+        found = sorted(x.stem for x in folder.glob("edges*.bson"))
+        raise LsdgraphError(f"{p}: no such file; {folder} has edges: {', '.join(found) or 'none'}")
+    return p
+
+
+def read_rag(folder: str | Path, edges: str, roi=None) -> RagArrays:
+    """Nodes and one edges file of a RAG folder; with ``roi``, the nodes inside it and the edges
+    whose ``u`` is inside (daisy's rule, as the database reads)."""
+    folder = Path(folder)
+    if not (folder / "nodes.bson").exists():
+        raise LsdgraphError(f"{folder}: no nodes.bson; point --bson at a RAG folder (nodes.bson + edges_*.bson)")
+    nk, ek = schema.kind("rag_nodes"), schema.kind("rag_edges")
+    nodes = read_columns(folder / "nodes.bson", nk, {"id": "uint64", **{f: "float64" for f in nk.position}})
+    e = read_columns(edges_file(folder, edges), ek, {"u": "uint64", "v": "uint64", schema.SCORE: "float64"})
+    ids = nodes["id"]
+    pos = np.stack([nodes[f] for f in nk.position], 1)
+    u, v, s = e["u"], e["v"], e[schema.SCORE]
+    roi = as_roi(roi)
+    if roi is not None:
+        inside = roi.contains(pos)
+        ids, pos = ids[inside], pos[inside]
+        order = np.argsort(ids)
+        i = np.searchsorted(ids[order], u).clip(0, max(len(ids) - 1, 0))
+        keep = (ids[order][i] == u) if len(ids) else np.zeros(len(u), bool)
+        u, v, s = u[keep], v[keep], s[keep]
+    return RagArrays(ids, pos, u, v, s)

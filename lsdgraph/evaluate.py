@@ -1,0 +1,206 @@
+"""Score segmentations against ground-truth skeletons for many merge thresholds at once.
+
+Each skeleton node gets the fragment it lies in, by sampling the fragments volume (zarr, local or
+S3) at its position, chunk by chunk; the mapping is stored in MongoDB so it is computed once per
+(skeletons, volume, mask). Segments per threshold come from cutting the merge tree (reused from the
+``segment`` job when the inputs match), so a sweep never reloads anything per threshold.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import agglomerate, bsonio, metrics, schema
+from .errors import LsdgraphError
+from .query import SkeletonSet, database, open_rag
+from .sources import S3Options
+from .store import Store, connect
+
+MAP_PREFIX = schema.names()["skeleton_fragments_prefix"]
+
+
+@dataclass
+class NodeFragments:
+    """The fragment under every skeleton node (0 = outside the volume, masked out, or background)."""
+
+    node_ids: np.ndarray    # int64
+    fragments: np.ndarray   # uint64
+    outside: int            # nodes outside the fragments volume (or the mask)
+    masked: int             # nodes in the mask's zero region
+    reused: bool
+
+
+def _map_key(prefix: str, fragments: str, mask: str | None) -> str:
+    return hashlib.sha256(f"{prefix}|{fragments}|{mask}".encode()).hexdigest()[:12]
+
+
+def map_skeleton_fragments(store: Store, db, skel: SkeletonSet, fragments: str, *, mask: str | None = None,
+                           s3: S3Options | None = None, recompute: bool = False) -> NodeFragments:
+    """Sample ``fragments`` (and ``mask``) at every skeleton node, or read the stored result:
+    collection ``lsdgraph_skeleton_fragments.<key>`` holds ``{node, fragment}`` per skeleton node,
+    described by a ``lsdgraph_meta`` record (skeletons, volume, mask, counts)."""
+    from .volume import open_volume
+
+    name = f"{MAP_PREFIX}{_map_key(skel.prefix, fragments, mask)}"
+    meta = db[schema.META]
+    rec = meta.find_one({"_id": name})
+    n_nodes = skel.nodes.estimated_document_count()
+    coll = db[name]
+    if rec and rec.get("status") == "complete" and rec.get("nodes") == n_nodes and not recompute:
+        parts = list(store.find_raw(coll, {}, ("node", "fragment")))
+        node = np.concatenate([p.ints("node") for p in parts]) if parts else np.empty(0, np.int64)
+        frag = np.concatenate([p.ints("fragment") for p in parts]).view(np.uint64) if parts else np.empty(0, np.uint64)
+        return NodeFragments(node, frag, rec["outside"], rec["masked"], True)
+    nodes, _ = skel.arrays()
+    pos = nodes[list(schema.kind("skeleton_nodes").position)].to_numpy(float)
+    vol = open_volume(fragments, s3=s3)
+    values, inside = vol.sample(pos)
+    frag = np.where(inside, values, 0).astype(np.uint64)
+    outside = int((~inside).sum())
+    masked = 0
+    if mask:
+        mvals, minside = open_volume(mask, s3=s3).sample(pos)
+        drop = inside & (~minside | (mvals == 0))
+        masked = int(drop.sum())
+        frag[drop] = 0
+    node_ids = nodes["id"].to_numpy(np.int64)
+    coll.drop()
+    raw = bsonio.encode({"node": ("int64", node_ids), "fragment": ("int64", frag.view(np.int64))})
+    docs, _, _ = bsonio.scan(raw, ["_id"])
+    if len(docs):
+        store.insert_docs(coll, docs, name)
+    coll.create_index([("node", 1)], name="node", unique=True)
+    meta.replace_one({"_id": name}, {"_id": name, "kind": "skeleton_fragments", "skeletons": skel.prefix,
+                                     "fragments": fragments, "mask": mask, "nodes": n_nodes,
+                                     "outside": outside, "masked": masked, "status": "complete"}, upsert=True)
+    return NodeFragments(node_ids, frag, outside, masked, False)
+
+
+@dataclass
+class EvaluationResult:
+    """Per-threshold scores and where they were written."""
+
+    table: pd.DataFrame
+    best: pd.Series
+    mapping: NodeFragments
+    paths: dict
+    seconds: dict
+
+
+def node_segments(tree: agglomerate.MergeTree, node_fragments: np.ndarray):
+    """A function ``t -> segment id per skeleton node`` from a merge tree: one O(fragments) cut per
+    threshold. Nodes on fragment 0 get segment 0; nodes on a fragment the RAG lacks keep it as their
+    own segment (it can merge with nothing)."""
+    frags = np.asarray(node_fragments, np.uint64)
+    idx = agglomerate.IdIndex(tree.fragments).lookup(frags)
+    known = idx >= 0
+
+    def at(t: float) -> np.ndarray:
+        seg = tree.cut(t)
+        return np.where(known, seg[idx], frags)
+
+    return at, int((~known & (frags != 0)).sum())
+
+
+def plot(table: pd.DataFrame, best: pd.Series, path: Path, title: str) -> Path:
+    """ERL and VOI against the threshold, the best threshold marked; written as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True, constrained_layout=True)
+    t = table["threshold"]
+    ax1.plot(t, table["erl"] / 1000, "o-", ms=3, label="ERL")
+    ax1.axhline(table["max_erl"].iloc[0] / 1000, color="grey", ls=":", label="ERL of a perfect segmentation")
+    ax1.set_ylabel("ERL (µm)")
+    ax2.plot(t, table["voi_split"], "-", label="VOI split")
+    ax2.plot(t, table["voi_merge"], "-", label="VOI merge")
+    ax2.plot(t, table["voi_sum"], "k-", lw=2, label="VOI sum")
+    ax2.set_ylabel("VOI (bits)")
+    ax2.set_xlabel("merge threshold")
+    for ax in (ax1, ax2):
+        ax.axvline(best["threshold"], color="C3", ls="--", lw=1)
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+    ax1.annotate(f"best ERL at t = {best['name']}\n{best['erl'] / 1000:.3g} µm ({best['erl_fraction']:.0%} of perfect)",
+                 (best["threshold"], best["erl"] / 1000), textcoords="offset points", xytext=(8, -30), fontsize=8,
+                 color="C3")
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def evaluate(*, store: Store | None = None, db: str | None = None, name: str | None = None,
+             skeletons: str | None = None, skeletons_name: str | None = None, fragments: str,
+             mask: str | None = None, edges: str = "edges_hist_quant_75", thresholds="0:1:0.02",
+             out: str | Path, roi=None, merge_rule: str = "segment", profile: str | None = None,
+             endpoint_url: str | None = None, quiet: bool = False, stream=None) -> EvaluationResult:
+    """Score the segmentation at every threshold against the skeletons; write
+    ``evaluation_<edges>.csv/.json/.png`` and ``evaluation_<edges>.txt`` to ``out``."""
+    from .segment import build_tree
+
+    stream = stream or sys.stdout
+    log = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    values, names = agglomerate.parse_thresholds(thresholds)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = store or connect(db)
+    t0 = time.perf_counter()
+    rag = open_rag(db, name, edges=edges, store=store)
+    skel_db = database(store, skeletons_name) if skeletons_name else rag.db
+    skel = SkeletonSet.open(store, skel_db, skeletons)
+    mapping = map_skeleton_fragments(store, skel_db, skel, fragments, mask=mask,
+                                     s3=S3Options(profile=profile, endpoint_url=endpoint_url))
+    t1 = time.perf_counter()
+    log(f"{'reused' if mapping.reused else 'computed'} the fragment under {len(mapping.node_ids):,} skeleton nodes "
+        f"({mapping.outside:,} outside the volume, {mapping.masked:,} masked) in {t1 - t0:.1f} s")
+    nodes, edges_df = skel.arrays()
+    order = np.argsort(mapping.node_ids)
+    pos_in_map = np.searchsorted(mapping.node_ids[order], nodes["id"].to_numpy(np.int64))
+    node_frag = mapping.fragments[order][pos_in_map.clip(0, max(len(order) - 1, 0))]
+    sk = metrics.Skeletons(nodes["id"].to_numpy(np.int64), nodes["neuron_id"].to_numpy(np.int64),
+                           nodes[list(schema.kind("skeleton_nodes").position)].to_numpy(float),
+                           edges_df[["u", "v"]].to_numpy(np.int64))
+    tree, tree_path, reused, _ = build_tree(store=store, db=db, name=name, edges=edges, roi=roi, out=out, log=log)
+    at, foreign = node_segments(tree, node_frag)
+    if foreign:
+        log(f"{foreign:,} skeleton nodes lie on fragments the RAG does not hold: each stays its own segment")
+    t2 = time.perf_counter()
+    table = metrics.evaluate_thresholds(sk, at, values, names, merge_rule=merge_rule)
+    t3 = time.perf_counter()
+    best = metrics.best_threshold(table, by="erl")
+    stem = out / f"evaluation_{edges}"
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    stem.with_suffix(".json").write_text(table.to_json(orient="records", indent=1))
+    png = plot(table, best, stem.with_suffix(".png"),
+               f"{rag.db.name}: {edges} vs {skel.prefix} skeletons ({len(sk.skeleton_ids)} skeletons, "
+               f"{sk.total_length / 1000:.0f} µm)")
+    by_voi = metrics.best_threshold(table, by="voi_sum")
+    text = [
+        f"evaluation of {rag.db.name}.{edges} against {skel.db.name}.{skel.prefix} skeletons",
+        f"  skeletons: {len(sk.skeleton_ids):,} ({len(nodes):,} nodes, {sk.total_length / 1000:,.1f} µm of cable); "
+        f"{mapping.outside:,} nodes outside the volume, {mapping.masked:,} masked",
+        f"  thresholds: {len(values)} from {names[0]} to {names[-1]}; ERL merge rule: {merge_rule}",
+        f"  best ERL:  t = {best['name']}: {best['erl'] / 1000:,.2f} µm = {best['erl_fraction']:.1%} of a perfect "
+        f"segmentation ({best['max_erl'] / 1000:,.2f} µm); VOI split {best['voi_split']:.3f}, merge "
+        f"{best['voi_merge']:.3f}; {best['n_splits']} splits, {best['n_merges']} merges",
+        f"  best VOI:  t = {by_voi['name']}: VOI sum {by_voi['voi_sum']:.3f} bits "
+        f"(split {by_voi['voi_split']:.3f}, merge {by_voi['voi_merge']:.3f})",
+        f"  extremes:  t = {names[0]}: ERL {table['erl'].iloc[0] / 1000:,.2f} µm; t = {names[-1]}: ERL "
+        f"{table['erl'].iloc[-1] / 1000:,.2f} µm",
+        f"  {len(values)} thresholds scored in {t3 - t2:.2f} s (merge tree {'reused' if reused else 'built'})",
+    ]
+    stem.with_suffix(".txt").write_text("\n".join(text) + "\n")
+    if not quiet:
+        print("\n".join(text), file=stream)
+    paths = {"csv": stem.with_suffix(".csv"), "json": stem.with_suffix(".json"), "png": png,
+             "txt": stem.with_suffix(".txt"), "tree": tree_path}
+    return EvaluationResult(table, best, mapping, paths, {"map": t1 - t0, "tree": t2 - t1, "score": t3 - t2})

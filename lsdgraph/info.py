@@ -1,0 +1,62 @@
+"""``lsdgraph info``: what a database holds — collections with kind, count, indexes and load status,
+the RAG's bounding box, and merge-score statistics per edges collection."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from . import schema
+from .query import Rag, database
+from .sources import human_bytes
+from .store import connect
+
+
+def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int = 10) -> dict:
+    """A JSON-able description of database ``name``."""
+    store = connect(uri)
+    db = database(store, name)
+    names = sorted(db.list_collection_names())
+    meta = {r["_id"]: r for r in db[schema.META].find()}
+    colls = []
+    for n in names:
+        if n == schema.META:
+            continue
+        rec = meta.get(n) or meta.get(n[len(schema.STAGING_PREFIX):] if n.startswith(schema.STAGING_PREFIX) else None) or {}
+        colls.append({"name": n, "kind": schema.kind_of(n).name, "count": db[n].estimated_document_count(),
+                      "indexes": sorted(db[n].index_information()), "status": rec.get("status"),
+                      "bytes": rec.get("size"), "source": rec.get("source"), "error": rec.get("error")})
+    info = {"database": name, "server": store.uri, "collections": colls}
+    if "nodes" in names:
+        edge_names = [c["name"] for c in colls if c["kind"] == "rag_edges" and (edges is None or c["name"] == edges)]
+        rag = Rag(store, db, "nodes", edge_names[0] if edge_names else "")
+        box = rag.bbox()
+        info["bbox"] = None if box is None else {"begin": list(box.begin), "end": list(box.end)}
+        info["scores"] = {}
+        for e in edge_names:
+            info["scores"][e] = Rag(store, db, "nodes", e).threshold_stats(bins=bins)
+    return info
+
+
+def render(info: dict) -> Iterator[str]:
+    """Human-readable lines for :func:`describe`'s result."""
+    yield f"database {info['database']} at {info['server']}"
+    yield f"  {'collection':<34} {'kind':<15} {'documents':>12} {'status':<9} indexes"
+    for c in info["collections"]:
+        status = c["status"] or "-"
+        yield (f"  {c['name']:<34} {c['kind']:<15} {c['count']:>12,} {status:<9} "
+               f"{', '.join(i for i in c['indexes'] if i != '_id_') or '-'}")
+        if c.get("error"):
+            yield f"      error: {c['error']}"
+    if info.get("bbox"):
+        b = info["bbox"]
+        yield ("  nodes bounding box (nm, zyx): [" + ", ".join(f"{v:.6g}" for v in b["begin"]) + "] .. ["
+               + ", ".join(f"{v:.6g}" for v in b["end"]) + "]")
+    for name, st in (info.get("scores") or {}).items():
+        if not st.get("scored"):
+            yield f"  {name}: {st['edges']:,} edges, no merge scores"
+            continue
+        yield (f"  {name}: {st['edges']:,} edges, {st['nulls']:,} null scores, "
+               f"scores {st['min']:.4g} .. {st['max']:.4g}")
+        top = max(h["edges"] for h in st["histogram"]) or 1
+        for h in st["histogram"]:
+            bar = "#" * round(30 * h["edges"] / top)
+            yield f"    [{h['from']:6.3f}, {h['to']:6.3f})  {h['edges']:>12,}  {bar}"

@@ -1,0 +1,25 @@
+// One or more ground-truth skeletons by neuron id: nodes (id, neuron_id, z, y, x) and the edges between
+// them — the same read as lsdgraph.open_skeletons(...).arrays(neuron_ids=...).
+//   mongosh "$URI/zebrafinch_gt" --quiet --eval 'var neuronId = 12' --file queries/skeleton.js
+// Parameters: neuronId (number or list), prefix (collections <prefix>.nodes/.edges; default: the only set).
+load(require('path').join(__dirname, 'lib.js'));
+
+let prefix = param('prefix');
+const sets = collectionNames().filter((n) => kindOf(n) === 'skeleton_nodes').map((n) => n.slice(0, -'.nodes'.length));
+if (!prefix) {
+  if (sets.length !== 1) fail(`database ${db.getName()} holds ${sets.length} skeleton sets (${sets.join(', ') || 'none'}); set prefix = "..."`);
+  prefix = sets[0];
+}
+const nodesColl = requireCollection(`${prefix}.nodes`, 'skeleton_nodes');
+const edgesColl = requireCollection(`${prefix}.edges`, 'skeleton_edges');
+let ids = param('neuronId');
+if (ids === undefined) fail('set neuronId = <id> (or a list)');
+ids = Array.isArray(ids) ? ids : [ids];
+const nodes = nodesColl.find({ neuron_id: { $in: ids } }, { _id: 0 }).hint('neuron_id').toArray();
+const meta = db.getCollection(SCHEMA.collections.meta).findOne({ _id: edgesColl.getName() }) || {};
+const [a, b] = meta.endpoints || ['u', 'v'];
+const have = new Set(nodes.map((n) => String(n.id)));
+const edges = edgesColl.find({}, { _id: 0, [a]: 1, [b]: 1 }).toArray()
+  .filter((e) => have.has(String(e[a])) && have.has(String(e[b])))
+  .map((e) => ({ u: e[a], v: e[b] }));
+emit({ prefix, neuron_ids: ids, nodes, edges });

@@ -1,0 +1,28 @@
+// What a database holds: collections with kind, count, indexes and load status; RAG bounding box and
+// merge-score range. The mongo-shell face of `lsdgraph info`.
+//   mongosh "$URI/hemi_roi1" --quiet --file queries/summary.js
+load(require('path').join(__dirname, 'lib.js'));
+
+const meta = db.getCollection(SCHEMA.collections.meta);
+const collections = collectionNames().filter((n) => n !== SCHEMA.collections.meta).sort().map((name) => {
+  const c = db.getCollection(name);
+  const rec = meta.findOne({ _id: name }) || {};
+  return { name, kind: kindOf(name), count: c.estimatedDocumentCount(), indexes: c.getIndexes().map((i) => i.name).sort(),
+    status: rec.status || null, source: rec.source || null };
+});
+const loading = meta.find({ status: { $ne: 'complete' } }, { _id: 1, status: 1, error: 1, bytes_loaded: 1, size: 1 }).toArray();
+const out = { database: db.getName(), collections, unfinished_loads: loading };
+if (collectionNames().includes('nodes')) {
+  const g = { _id: null };
+  NODE_POS.forEach((f) => { g[`${f}_min`] = { $min: `$${f}` }; g[`${f}_max`] = { $max: `$${f}` }; });
+  const r = db.nodes.aggregate([{ $group: g }]).toArray()[0];
+  if (r) out.bbox = { begin: NODE_POS.map((f) => r[`${f}_min`]), end: NODE_POS.map((f) => r[`${f}_max`]) };
+}
+out.scores = collectionNames().filter((n) => kindOf(n) === 'rag_edges').map((name) => {
+  const c = db.getCollection(name);
+  const q = { [SCORE]: { $gte: -Infinity } };
+  const lo = c.find(q, { [SCORE]: 1 }).sort({ [SCORE]: 1 }).hint(SCORE).limit(1).toArray();
+  const hi = c.find(q, { [SCORE]: 1 }).sort({ [SCORE]: -1 }).hint(SCORE).limit(1).toArray();
+  return { edges_collection: name, min: lo.length ? lo[0][SCORE] : null, max: hi.length ? hi[0][SCORE] : null };
+});
+emit(out);

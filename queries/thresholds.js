@@ -1,0 +1,35 @@
+// Merge-score statistics of an edges collection: histogram, nulls, and edges with merge_score <= t —
+// the same numbers as lsdgraph.open_rag(...).threshold_stats(thresholds, bins).
+//   mongosh "$URI/hemi_roi1" --quiet --eval 'var thresholds = [0.1, 0.5, 0.9], bins = 20' --file queries/thresholds.js
+// Parameters: thresholds (list), bins (default 20), edges (collection).
+load(require('path').join(__dirname, 'lib.js'));
+
+const coll = edgesCollection(param('edges'));
+const bins = param('bins', 20);
+const scored = { [SCORE]: { $gte: -Infinity } };
+const lo = coll.find(scored, { [SCORE]: 1 }).sort({ [SCORE]: 1 }).hint(SCORE).limit(1).toArray();
+const hi = coll.find(scored, { [SCORE]: 1 }).sort({ [SCORE]: -1 }).hint(SCORE).limit(1).toArray();
+const total = coll.estimatedDocumentCount();
+const out = { edges_collection: coll.getName(), edges: total };
+if (!lo.length) {
+  Object.assign(out, { scored: 0, nulls: total, histogram: [], counts: [] });
+} else {
+  const min = lo[0][SCORE];
+  const max = hi[0][SCORE];
+  const unit = min >= 0 && max <= 1;
+  const from = unit ? 0 : min;
+  const to = unit ? 1 : max;
+  const width = to > from ? (to - from) / bins : 1;
+  const bounds = [];
+  for (let i = 0; i < bins; i++) bounds.push(from + i * width);
+  bounds.push(to + Math.max(Math.abs(to), 1) * Number.EPSILON);
+  const rows = coll.aggregate([{ $match: scored },
+    { $bucket: { groupBy: `$${SCORE}`, boundaries: bounds, output: { n: { $sum: 1 } } } }], { hint: SCORE }).toArray();
+  const byStart = {};
+  rows.forEach((r) => { byStart[r._id] = r.n; });
+  const histogram = bounds.slice(0, -1).map((b, i) => ({ from: b, to: bounds[i + 1], edges: byStart[b] || 0 }));
+  const nScored = histogram.reduce((a, h) => a + h.edges, 0);
+  const counts = (param('thresholds', [])).map((t) => ({ threshold: t, edges: coll.countDocuments({ [SCORE]: { $lte: t } }, { hint: SCORE }) }));
+  Object.assign(out, { scored: nScored, nulls: total - nScored, min, max, histogram, counts });
+}
+emit(out);

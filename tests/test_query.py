@@ -1,0 +1,232 @@
+"""The query layer on the in-process store: ROI/threshold reads equal a brute-force computation over
+the same bson files, for random ROIs, thresholds and edge policies."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import bson
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lsdgraph import bsonio, query, store
+from lsdgraph.errors import LsdgraphError
+from lsdgraph.ingest import ingest
+from lsdgraph.roi import Roi, as_roi, parse_roi
+
+EXTENT = 1000.0
+
+
+def write_rag(folder, n=1500, seed=0):
+    """A RAG dump in the real format: large sparse ids (some int32), null scores, edges whose
+    endpoints are not in the dump, and skeletons with source/target free u/v edges."""
+    rng = np.random.default_rng(seed)
+    ids = np.sort(rng.choice(np.arange(1, 40 * n), n, replace=False)).astype(np.int64)
+    ids[n // 2:] += 77_322_656_252  # half the ids above int32, as real per-block ids
+    pos = rng.random((n, 3)) * EXTENT
+    (folder / "nodes.bson").write_bytes(bsonio.encode(
+        {"id": ("int", ids), "center_z": ("double", pos[:, 0]), "center_y": ("double", pos[:, 1]),
+         "center_x": ("double", pos[:, 2])}, oids=bsonio.object_ids(n, rng)))
+    m = 3 * n
+    a = rng.integers(0, n, m)
+    b = (a + rng.integers(1, 20, m)) % n
+    u, v = np.minimum(ids[a], ids[b]), np.maximum(ids[a], ids[b])
+    keep = u != v
+    pairs = np.unique(np.stack([u[keep], v[keep]], 1), axis=0)
+    ghosts = np.stack([np.full(5, 10**12), ids[:5] + 10**13], 1)  # neither end is a stored node
+    dangling = np.stack([ids[5:10], np.full(5, 10**14)], 1)       # v not stored
+    pairs = np.concatenate([pairs, ghosts, dangling]).astype(np.int64)
+    score = rng.random(len(pairs))
+    score[rng.random(len(pairs)) < 0.05] = np.nan
+    score[:3] = 0.5  # ties exactly at a threshold used below
+    (folder / "edges_hist_quant_75.bson").write_bytes(bsonio.encode(
+        {"u": ("int", pairs[:, 0]), "v": ("int", pairs[:, 1]), "merge_score": ("double", score),
+         "agglomerated": ("bool", np.ones(len(pairs)))}, oids=bsonio.object_ids(len(pairs), rng)))
+    # a second merge function with other scores
+    (folder / "edges_mean.bson").write_bytes(bsonio.encode(
+        {"u": ("int", pairs[:, 0]), "v": ("int", pairs[:, 1]), "merge_score": ("double", rng.random(len(pairs)))},
+        oids=bsonio.object_ids(len(pairs), rng)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def rag_dir(tmp_path_factory):
+    return write_rag(tmp_path_factory.mktemp("rag"))
+
+
+@pytest.fixture(scope="module")
+def rag(rag_dir):
+    s = store.connect("mongomock://test_query")
+    ingest(str(rag_dir), store=s, name="q", quiet=True)
+    return query.open_rag(name="q", edges="edges_hist_quant_75", store=s)
+
+
+@pytest.fixture(scope="module")
+def truth(rag_dir):
+    nodes = bson.decode_all((rag_dir / "nodes.bson").read_bytes())
+    edges = bson.decode_all((rag_dir / "edges_hist_quant_75.bson").read_bytes())
+    pos = {n["id"]: (n["center_z"], n["center_y"], n["center_x"]) for n in nodes}
+    return pos, edges
+
+
+def brute(truth, roi, t, policy):
+    pos, edges = truth
+    inside = {i for i, p in pos.items() if roi is None or all(b <= c < e for c, b, e in zip(p, roi.begin, roi.end))}
+
+    def passes(e):
+        return t is None or (e["merge_score"] is not None and e["merge_score"] <= t)
+
+    def has(x):
+        return x in inside
+
+    rule = {"u": lambda e: has(e["u"]), "both": lambda e: has(e["u"]) and has(e["v"]),
+            "either": lambda e: has(e["u"]) or has(e["v"])}[policy]
+    if roi is None:
+        rule = lambda e: True  # noqa: E731 - the whole collection
+    return inside, {(e["u"], e["v"]): e["merge_score"] for e in edges if rule(e) and passes(e)}
+
+
+rois = st.builds(
+    lambda z, y, x, dz, dy, dx: Roi((z, y, x), (dz, dy, dx)),
+    *[st.floats(-100, EXTENT) for _ in range(3)], *[st.floats(0, EXTENT) for _ in range(3)])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(roi=rois, t=st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 1)),
+       policy=st.sampled_from(["u", "both", "either"]))
+def test_read_arrays_equals_brute_force(rag, truth, roi, t, policy):
+    nodes, edges = rag.read_arrays(roi, max_score=t, edges=policy)
+    inside, expected = brute(truth, roi, t, policy)
+    assert set(nodes["id"].tolist()) == inside
+    got = dict(zip(zip(edges["u"].tolist(), edges["v"].tolist()), edges["merge_score"].tolist()))
+    assert got.keys() == expected.keys()
+    for k, s in expected.items():
+        assert (s is None and math.isnan(got[k])) or got[k] == s
+    assert nodes["id"].dtype == np.uint64 and edges["u"].dtype == np.uint64
+
+
+def test_threshold_is_inclusive_and_nulls_never_pass(rag, truth):
+    _, edges = rag.read_arrays(None, max_score=0.5)
+    _, expected = brute(truth, None, 0.5, "u")
+    assert set(zip(edges.u.tolist(), edges.v.tolist())) == set(expected)
+    assert (edges.merge_score == 0.5).sum() >= 3  # the ties at exactly t pass
+    assert not edges.merge_score.isna().any()
+
+
+def test_read_graph_matches_arrays_and_uses_python_ints(rag):
+    roi = ((0, 0, 0), (500, 600, 700))
+    g = rag.read_graph(roi, max_score=0.7)
+    nodes, edges = rag.read_arrays(roi, max_score=0.7)
+    assert isinstance(g, nx.Graph) and not g.is_directed()
+    assert all(type(n) is int for n in g.nodes)
+    assert set(nodes.id.tolist()) <= set(g.nodes)
+    some = int(nodes.id.iloc[0])
+    assert set(g.nodes[some]) == {"center_z", "center_y", "center_x"}
+    assert g.number_of_edges() == len(edges)
+    u, v, d = next(iter(g.edges(data=True)))
+    assert set(d) == {"merge_score", "agglomerated"} and type(u) is int
+    assert rag.read_graph(roi, directed=True).is_directed()
+
+
+def test_null_scores_are_none_in_networkx(rag):
+    g = rag.read_graph(None)
+    assert any(d["merge_score"] is None for _, _, d in g.edges(data=True))
+
+
+def test_iter_blocks_covers_each_edge_once(rag):
+    roi = Roi((0, 0, 0), (EXTENT, EXTENT, EXTENT))
+    whole_nodes, whole_edges = rag.read_arrays(roi, max_score=0.6)
+    seen_nodes, seen_edges = [], []
+    for block, (n, e) in rag.iter_blocks(roi, (400, 400, 400), max_score=0.6, as_graph=False):
+        assert all(block.contains(n[["center_z", "center_y", "center_x"]].to_numpy()))
+        seen_nodes += n.id.tolist()
+        seen_edges += list(zip(e.u.tolist(), e.v.tolist()))
+    assert sorted(seen_nodes) == sorted(whole_nodes.id.tolist())
+    assert sorted(seen_edges) == sorted(zip(whole_edges.u.tolist(), whole_edges.v.tolist()))
+
+
+def test_whole_collection_edge_arrays(rag, truth):
+    u, v, s = rag.edge_arrays()
+    assert len(u) == len(truth[1])
+    u, v, s = rag.edge_arrays(max_score=0.3)
+    assert np.all(s <= 0.3)
+    assert len(u) == sum(1 for e in truth[1] if e["merge_score"] is not None and e["merge_score"] <= 0.3)
+
+
+def test_edges_without_positions_fall_back_with_a_warning(rag, truth):
+    s = rag.store
+    db = s.db("q")
+    db["edges_copy"].insert_many([{k: v for k, v in e.items() if k != "_id"} for e in truth[1]])
+    copy = query.Rag(s, db, "nodes", "edges_copy")
+    roi = Roi((100, 100, 100), (400, 400, 400))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for policy in ("u", "both", "either"):
+            _, edges = copy.read_arrays(roi, 0.8, edges=policy)
+            _, expected = brute(truth, roi, 0.8, policy)
+            assert set(zip(edges.u.tolist(), edges.v.tolist())) == set(expected)
+    assert any("lsdgraph index" in str(x.message) for x in w)
+    db["edges_copy"].drop()
+
+
+def test_threshold_stats_and_bbox(rag, truth):
+    st_ = rag.threshold_stats([0.25, 0.5], bins=4)
+    scores = [e["merge_score"] for e in truth[1]]
+    scored = [x for x in scores if x is not None]
+    assert st_["edges"] == len(scores) and st_["nulls"] == len(scores) - len(scored)
+    assert sum(h["edges"] for h in st_["histogram"]) == len(scored)
+    assert [c["edges"] for c in st_["counts"]] == [sum(x <= 0.25 for x in scored), sum(x <= 0.5 for x in scored)]
+    box = rag.bbox()
+    pos = np.array(list(truth[0].values()))
+    assert np.allclose(box.begin, pos.min(0))
+    assert box.contains(pos).all()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (((0, 0), (1, 1)), "dimensions"),
+    (((0, 0, 0), (1, -1, 1)), "negative"),
+    ("1,2,3", "z0,y0,x0:z1,y1,x1"),
+    (((0, 0, "a"), (1, 1, 1)), "three numbers"),
+])
+def test_bad_rois(rag, bad, message):
+    with pytest.raises(LsdgraphError, match=message):
+        rag.read_arrays(bad)
+
+
+def test_bad_threshold_and_names(rag):
+    with pytest.raises(LsdgraphError, match="outside the stored range"):
+        rag.read_arrays(None, max_score=1.5)
+    with pytest.raises(LsdgraphError, match="outside the stored range"):
+        rag.read_arrays(None, max_score=-0.1)
+    with pytest.raises(LsdgraphError, match="NaN"):
+        rag.read_arrays(None, max_score=float("nan"))
+    with pytest.raises(LsdgraphError, match="edges_hist_quant_75, edges_mean"):
+        query.open_rag(name="q", edges="edges_nope", store=rag.store)
+    with pytest.raises(LsdgraphError, match="2 edges collections"):
+        query.open_rag(name="q", store=rag.store)
+    with pytest.raises(LsdgraphError, match="no database"):
+        query.open_rag(name="nope", store=rag.store)
+    with pytest.raises(LsdgraphError, match="edge policy"):
+        rag.read_arrays(None, edges="sideways")
+
+
+def test_roi_duck_typing():
+    class DaisyRoi:  # daisy 0.2: get_offset()/get_shape()
+        def get_offset(self):
+            return (1, 2, 3)
+
+        def get_shape(self):
+            return (4, 5, 6)
+
+    class FunlibRoi:  # funlib.geometry: properties, None = unbounded
+        offset = (1, None, 3)
+        shape = (4, None, 6)
+
+    assert as_roi(DaisyRoi()) == Roi((1, 2, 3), (4, 5, 6))
+    r = as_roi(FunlibRoi())
+    assert r.begin[1] == -math.inf and r.end[1] == math.inf and r.end[0] == 5
+    assert parse_roi("0,0,0:10,20,30") == Roi((0, 0, 0), (10, 20, 30))
+    assert as_roi({"offset": [0, 0, 0], "shape": [1, 1, 1]}) == Roi((0, 0, 0), (1, 1, 1))
