@@ -302,53 +302,49 @@ def scan(buf, fields: Sequence[str], start: int = 0, end: int | None = None, *, 
     return Docs(a, starts, ends, tuple(fields), types, values), stop, err
 
 
-def _estimated_docs(nbytes: int) -> int:
-    return nbytes // 5 + 1
-
-
 def iter_docs(stream: BinaryIO, fields: Sequence[str], *, chunk_bytes: int = 8 << 20,
               max_docs: int = 200_000, start_offset: int = 0
               ) -> Iterator[tuple[int, Docs, ScanError | None]]:
     """Stream documents from a binary file object in bounded memory.
 
     Yields (offset, docs, error) where ``offset`` is the file offset of ``docs.buf[0]``; the last
-    item carries the error, if any. Memory stays near ``chunk_bytes`` (more only for one document
-    larger than a chunk, at most 16 MiB).
+    item carries the error, if any. At most ``max_docs`` documents per item. Memory stays near
+    1.5 × ``chunk_bytes`` (more only for one document larger than that, at most 16 MiB).
     """
-    pending = b""
-    offset = start_offset
-    eof = False
+    chunk_bytes = max(int(chunk_bytes), 1)
+    buf, pos, offset, eof, stalled = b"", 0, start_offset, False, False
     while True:
-        while not eof and len(pending) < chunk_bytes:
-            piece = stream.read(chunk_bytes - len(pending) if pending else chunk_bytes)
-            if not piece:
-                eof = True
-                break
-            pending = pending + piece if pending else piece
-        if not pending:
-            return
-        # a single document bigger than what we hold: read until it fits
-        if not eof and len(pending) >= 4:
-            need = int.from_bytes(pending[:4], "little", signed=True)
-            while not eof and 5 <= need <= MAX_DOC_BYTES and len(pending) < need:
-                piece = stream.read(need - len(pending))
+        # Refill when half a chunk is left (or the next document is incomplete): only the
+        # unconsumed tail is copied, so each byte is copied about once, not once per batch.
+        if not eof and (stalled or len(buf) - pos < (chunk_bytes + 1) // 2):
+            rest = buf[pos:]
+            offset += pos
+            pos = 0
+            need = max(chunk_bytes, 4, len(rest) + 1 if stalled else 0)
+            if len(rest) >= 4:
+                declared = int.from_bytes(rest[:4], "little", signed=True)
+                if 5 <= declared <= MAX_DOC_BYTES:
+                    need = max(need, declared)
+            pieces, have = [rest], len(rest)
+            while have < need:
+                piece = stream.read(need - have)
                 if not piece:
                     eof = True
                     break
-                pending += piece
-        a = np.frombuffer(pending, np.uint8)
-        docs, stop, err = scan(a, fields, final=eof, max_docs=max_docs)
+                pieces.append(piece)
+                have += len(piece)
+            buf = b"".join(pieces) if len(pieces) > 1 else rest
+        if pos >= len(buf):
+            return
+        docs, stop, err = scan(np.frombuffer(buf, np.uint8), fields, start=pos, final=eof,
+                               max_docs=max_docs)
         if err is not None:
             yield offset, docs, err
             return
-        if len(docs) or stop:
+        stalled = stop == pos
+        if len(docs):
             yield offset, docs, None
-        if stop == 0 and not len(docs):
-            if eof:
-                return
-            continue
-        pending = pending[stop:]
-        offset += stop
+        pos = stop
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,6 +442,14 @@ def encode(columns: dict[str, tuple[str, np.ndarray]], oids: np.ndarray | None =
     ``int``/``int64``/``double`` (NaN → null)/``bool``; ``oids`` (n, 12) uint8 become ``_id``."""
     names, lens = _name_table(list(columns))
     n = len(next(iter(columns.values()))[1]) if columns else (0 if oids is None else len(oids))
+    lengths = {name: len(col) for name, (_, col) in columns.items()}
+    if any(m != n for m in lengths.values()):
+        raise ValueError(f"encode: columns differ in length: {lengths}")
+    if oids is not None and len(oids) != n:
+        raise ValueError(f"encode: {len(oids)} ObjectIds for {n} documents")
+    unknown = [kind for kind, _ in columns.values() if kind not in KINDS]
+    if unknown:
+        raise ValueError(f"encode: unknown kind {unknown[0]!r}; use one of {sorted(KINDS)}")
     vals = np.empty((n, len(columns)), np.int64)
     kinds = np.empty(len(columns), np.int64)
     for j, (kind, col) in enumerate(columns.values()):

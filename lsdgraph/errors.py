@@ -20,6 +20,11 @@ class LsdgraphError(Exception):
         super().__init__(redact(" ".join(str(message).split())))
 
 
+class ServerLost(LsdgraphError):
+    """The MongoDB server went away and retries did not bring it back: later files would fail the
+    same way, so a multi-file load stops here (a rerun resumes)."""
+
+
 def register_secret(secret: str | None) -> None:
     """Remember a secret (a password, an AWS secret key) so that :func:`redact` hides it."""
     if secret and len(secret) >= 3:

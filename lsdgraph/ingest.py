@@ -10,23 +10,24 @@ the load, then the staging collection is renamed: a collection under its real na
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import re
 import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from pymongo import errors as perr
 
 from . import bsonio, schema, validate
-from .errors import LsdgraphError
+from .errors import LsdgraphError, ServerLost
 from .progress import Progress
 from .sources import S3Options, SourceFile, human_bytes, is_s3, list_files
 from .store import Store, connect
 
-__all__ = ["IngestReport", "ingest", "plan", "default_db_name", "node_table", "add_edge_positions"]
+__all__ = ["IngestReport", "ingest", "plan", "nodes_for", "default_db_name", "node_table", "add_edge_positions"]
 
 VERSION = "0.1.0"
 
@@ -38,7 +39,7 @@ class IngestReport:
     file: str
     collection: str
     kind: str
-    status: str              # complete | already-complete | failed
+    status: str              # complete | already-complete | skipped | failed
     documents: int = 0       # documents in the file
     loaded: int = 0          # documents in the collection
     duplicates: int = 0      # documents skipped as duplicates
@@ -50,6 +51,8 @@ class IngestReport:
     def line(self) -> str:
         if self.status == "failed":
             return f"FAILED  {self.error}"
+        if self.status == "skipped":
+            return f"{'skipped':<15} {self.collection:<28} {human_bytes(self.bytes):>9}; " + "; ".join(self.notes)
         word = "already loaded" if self.status == "already-complete" else "loaded"
         dup = f", {self.duplicates:,} duplicates skipped" if self.duplicates else ""
         rate = (f" in {self.seconds:.1f} s ({self.documents / max(self.seconds, 1e-9):,.0f} docs/s)"
@@ -61,10 +64,21 @@ class IngestReport:
 
 def default_db_name(source: str) -> str:
     """A database name from the source's last path component (MongoDB forbids ``/\\. "$``)."""
-    tail = PurePosixPath(str(source).rstrip("/")).name or "lsdgraph"
+    path = str(source) if is_s3(source) else Path(source).expanduser().resolve().as_posix()
+    tail = PurePosixPath(path.rstrip("/")).name or "lsdgraph"
     if tail.endswith(".bson"):
-        tail = PurePosixPath(str(source).rstrip("/")).parent.name or "lsdgraph"
+        tail = PurePosixPath(path.rstrip("/")).parent.name or "lsdgraph"
     return re.sub(r'[/\\. "$*<>:|?]', "_", tail)[:63]
+
+
+def _skip_reason(collection: str) -> str | None:
+    """Why a dump file is not loaded: ``system.*`` as mongorestore, and lsdgraph's own bookkeeping
+    (``lsdgraph_meta``, ``lsdgraph_staging.*``), which a dump of an lsdgraph database carries."""
+    if collection.startswith("system."):
+        return "system collection (mongorestore skips these too)"
+    if collection == schema.META or collection.startswith(schema.STAGING_PREFIX):
+        return "lsdgraph's own bookkeeping, rebuilt by the load"
+    return None
 
 
 def plan(files: list[SourceFile]) -> list[tuple[SourceFile, str, schema.Kind]]:
@@ -72,18 +86,28 @@ def plan(files: list[SourceFile]) -> list[tuple[SourceFile, str, schema.Kind]]:
 
     Collection = file name without ``.bson``, as mongorestore does; when two files below a folder
     share a name, each is named by its relative path instead (``a/b/nodes.bson`` → ``a.b.nodes``).
+    The kind always comes from the file name, so a renamed ``a.b.nodes`` is still RAG nodes.
     """
     stems: dict[str, int] = {}
     for f in files:
         stems[schema.collection_name(f.name)] = stems.get(schema.collection_name(f.name), 0) + 1
     out = []
     for f in files:
-        name = schema.collection_name(f.name)
-        if stems[name] > 1:
-            name = schema.collection_name(f.rel).replace("/", ".")
-        out.append((f, name, schema.kind_of(name)))
+        stem = schema.collection_name(f.name)
+        name = schema.collection_name(f.rel).replace("/", ".") if stems[stem] > 1 else stem
+        out.append((f, name, schema.kind_of(stem)))
     order = {"rag_nodes": 0, "skeleton_nodes": 1}
     return sorted(out, key=lambda t: (order.get(t[2].name, 2), t[1]))
+
+
+def nodes_for(planned: list[tuple[SourceFile, str, schema.Kind]]) -> dict[str, str]:
+    """For each RAG edges collection, the nodes collection its positions come from: the nodes
+    file in the same folder, else ``nodes`` (loaded earlier into the same database)."""
+    def folder(f: SourceFile) -> str:
+        return f.rel.rsplit("/", 1)[0] if "/" in f.rel else ""
+
+    nodes = {folder(f): name for f, name, k in planned if k.name == "rag_nodes"}
+    return {name: nodes.get(folder(f), "nodes") for f, name, k in planned if k.name == "rag_edges"}
 
 
 def _now():
@@ -151,48 +175,134 @@ def _create_indexes(coll, kind: schema.Kind, endpoint_fields: tuple[str, ...]) -
         coll.create_indexes(models)
 
 
-def _resolve_duplicates(coll, kind: schema.Kind, file: str, on_duplicate: str) -> int:
+def _strip_id(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "_id"}
+
+
+def _id_order(value):
+    return (type(value).__name__, value)
+
+
+def _resolve_duplicates(coll, kind: schema.Kind, on_duplicate: str, clash) -> int:
     """Documents sharing a unique key (node ``id``, edge ``(u, v)``): identical ones (but for
-    ``_id``) keep one copy; differing ones are an error unless ``on_duplicate == 'skip'`` (keep the
-    first). Returns how many documents were removed."""
+    ``_id``) keep one copy, the smallest ``_id``; differing ones are an error (``clash(key, id_a,
+    id_b)`` gives the message) unless ``on_duplicate == 'skip'``. Returns how many were removed."""
     group = {"_id": {f: f"${f}" for f in kind.unique}, "ids": {"$push": "$_id"}, "n": {"$sum": 1}}
+    groups = coll.aggregate([{"$group": group}, {"$match": {"n": {"$gt": 1}}}], allowDiskUse=True)
     removed = 0
-    for g in coll.aggregate([{"$group": group}, {"$match": {"n": {"$gt": 1}}}], allowDiskUse=True):
-        ids = sorted(g["ids"])
-        docs = {d["_id"]: d for d in coll.find({"_id": {"$in": ids}})}
-        first = {k: v for k, v in docs[ids[0]].items() if k != "_id"}
-        differ = [i for i in ids[1:] if {k: v for k, v in docs[i].items() if k != "_id"} != first]
-        if differ and on_duplicate != "skip":
-            key = ", ".join(f"{k} = {v}" for k, v in g["_id"].items())
-            raise LsdgraphError(f"{file}: {len(ids)} documents share {key} with different content "
-                                f"(_id {ids[0]} and _id {differ[0]}); fix the file, or pass "
-                                "--on-duplicate skip to keep the first")
-        coll.delete_many({"_id": {"$in": ids[1:]}})
-        removed += len(ids) - 1
-    return removed
+    while True:
+        chunk = list(itertools.islice(groups, 1000))  # one find and one delete per 1000 keys
+        if not chunk:
+            return removed
+        wanted = [i for g in chunk for i in g["ids"]]
+        docs = {d["_id"]: _strip_id(d) for d in coll.find({"_id": {"$in": wanted}})}
+        drop = []
+        for g in chunk:
+            ids = sorted(g["ids"], key=_id_order)
+            differ = [i for i in ids[1:] if docs.get(i) != docs.get(ids[0])]
+            if differ and on_duplicate != "skip":
+                raise LsdgraphError(clash(g["_id"], ids[0], differ[0]))
+            drop += ids[1:]
+        coll.delete_many({"_id": {"$in": drop}})
+        removed += len(drop)
 
 
-def _build_indexes(store: Store, coll, kind, endpoint_fields, file, on_duplicate) -> int:
+def _locate(f: SourceFile, fields: tuple[str, ...], key: dict, limit: int = 2) -> list[tuple[int, int]]:
+    """(document number, byte offset) of the first ``limit`` documents of ``f`` whose ``fields``
+    equal ``key``: a second read of the file, on the error path only, so the message can say
+    where the clashing documents are. Best effort: [] when the file cannot be read again."""
+    found: list[tuple[int, int]] = []
+    index = 0
+    try:
+        stream = f.open(0)
+    except LsdgraphError:
+        return found
+    try:
+        for base, docs, err in bsonio.iter_docs(stream, fields, max_docs=100_000):
+            if len(docs):
+                hit = np.ones(len(docs), bool)
+                for k in fields:
+                    hit &= np.isin(docs.type_of(k), (bsonio.T_INT32, bsonio.T_INT64))
+                    hit &= docs.ints(k) == int(key[k])
+                for i in np.flatnonzero(hit)[:limit - len(found)]:
+                    found.append((index + int(i), base + int(docs.starts[i])))
+                index += len(docs)
+            if len(found) >= limit or err is not None:
+                break
+    except (LsdgraphError, OSError, KeyError, TypeError, ValueError):
+        return found
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
+    return found
+
+
+def _clash_message(f: SourceFile, kind: schema.Kind):
+    def message(key: dict, id_a, id_b) -> str:
+        shown = ", ".join(f"{k} = {v}" for k, v in key.items())
+        where = _locate(f, kind.unique, key)
+        if len(where) == 2:
+            (i, a), (j, b) = where
+            docs = f"documents #{i} (byte {a}) and #{j} (byte {b})"
+        else:
+            docs = f"documents with _id {id_a} and _id {id_b}"
+        return (f"{f.url}: {docs} share {shown} with different content; fix the file, or pass "
+                "--on-duplicate skip to keep one of them")
+    return message
+
+
+def _build_indexes(store: Store, coll, kind, endpoint_fields, f: SourceFile, on_duplicate) -> int:
+    """Create the kind's indexes; a unique index that fails on repeated keys gets them resolved
+    (see :func:`_resolve_duplicates`) and is built again. Returns documents removed."""
     removed = 0
     for _ in range(3):
         try:
-            store.retry(lambda: _create_indexes(coll, kind, endpoint_fields), f"{file}: building indexes")
+            store.retry(lambda: _create_indexes(coll, kind, endpoint_fields), f"{f.url}: building indexes")
             return removed
-        except (perr.DuplicateKeyError, perr.OperationFailure) as e:
-            if getattr(e, "code", None) != 11000 and not isinstance(e, perr.DuplicateKeyError):
-                raise LsdgraphError(f"{file}: building indexes failed: {e}") from None
-            removed += _resolve_duplicates(coll, kind, file, on_duplicate)
-    raise LsdgraphError(f"{file}: could not build the unique indexes after removing duplicates")
+        except perr.OperationFailure as e:  # DuplicateKeyError included
+            if e.code != 11000:
+                raise LsdgraphError(f"{f.url}: building indexes failed: {_short(e)}") from None
+            removed += _resolve_duplicates(coll, kind, on_duplicate, _clash_message(f, kind))
+    raise LsdgraphError(f"{f.url}: could not build the unique indexes after removing duplicates")
+
+
+def _short(e: Exception, limit: int = 200) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _server_error(store: Store, f: SourceFile, e: Exception) -> LsdgraphError:
+    lost = isinstance(e, (perr.AutoReconnect, perr.ConnectionFailure, perr.ServerSelectionTimeoutError))
+    cls = ServerLost if lost else LsdgraphError
+    return cls(f"{f.url}: MongoDB at {store.uri} failed ({type(e).__name__}: {_short(e)}); "
+               "nothing is marked complete: rerun the same command to resume")
 
 
 def _load_file(store: Store, db, f: SourceFile, coll_name: str, kind: schema.Kind, *, on_duplicate: str,
                drop: bool, quiet: bool, progress: bool | None, batch_docs: int, chunk_bytes: int,
-               ) -> IngestReport:
+               nodes: str = "nodes") -> IngestReport:
+    """Load one file; any failure leaves a ``failed`` meta record (when the server can still be
+    reached) and raises :class:`LsdgraphError`."""
+    try:
+        return _load(store, db, f, coll_name, kind, on_duplicate=on_duplicate, drop=drop, quiet=quiet,
+                     progress=progress, batch_docs=batch_docs, chunk_bytes=chunk_bytes, nodes=nodes)
+    except LsdgraphError as e:
+        _mark_failed(db, coll_name, str(e))
+        raise
+    except perr.PyMongoError as e:
+        err = _server_error(store, f, e)
+        _mark_failed(db, coll_name, str(err))
+        raise err from None
+
+
+def _load(store: Store, db, f: SourceFile, coll_name: str, kind: schema.Kind, *, on_duplicate: str,
+          drop: bool, quiet: bool, progress: bool | None, batch_docs: int, chunk_bytes: int,
+          nodes: str) -> IngestReport:
     t0 = time.monotonic()
     report = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size)
     meta = db[schema.META]
     staging_name = schema.STAGING_PREFIX + coll_name
-    staging = db[staging_name]
     rec = meta.find_one({"_id": coll_name})
     existing = set(db.list_collection_names())
 
@@ -209,44 +319,54 @@ def _load_file(store: Store, db, f: SourceFile, coll_name: str, kind: schema.Kin
     if coll_name in existing and not drop and not (rec and rec.get("status") != "complete"):
         raise LsdgraphError(f"{f.url}: collection {coll_name!r} already exists and was not loaded by "
                             "lsdgraph (daisy?); pass --drop to replace it, or --name another database")
-    resume = bool(rec and rec.get("status") in ("loading", "failed") and rec.get("fingerprint") == f.fingerprint
-                  and not drop and staging_name in existing)
+    unfinished = bool(rec and rec.get("status") in ("loading", "failed") and not drop
+                      and rec.get("fingerprint") == f.fingerprint)
+    if (unfinished and coll_name in existing and staging_name not in existing
+            and rec.get("offset") == f.size and rec.get("documents")):
+        # stopped between the rename and the last meta update: the collection is complete
+        report.notes.append("finished an interrupted load")
+        return _complete(db, f, coll_name, kind, report, int(rec["documents"]), int(rec["crc32"]),
+                         bool(rec.get("positions")), 0, t0)
+    resume = unfinished and staging_name in existing
+
+    table = None
+    if kind.name == "rag_edges":
+        table = node_table(store, db, nodes)
+        if resume and not rec.get("positions"):
+            table = None  # earlier batches went in without positions: all get them after the load
+        if table is None:
+            report.notes.append(f"edge positions are added once {nodes!r} is loaded")
     if resume:
         offset, ndocs, crc = int(rec["offset"]), int(rec["documents"]), int(rec["crc32"])
         endpoint_fields = tuple(rec.get("endpoints") or kind.integers)
     else:
-        staging.drop()
+        db[staging_name].drop()
         offset, ndocs, crc = 0, 0, 0
         endpoint_fields = kind.integers
+    rag_edges = kind.name == "rag_edges"
     meta.replace_one({"_id": coll_name}, {
         "_id": coll_name, "collection": coll_name, "kind": kind.name, "source": f.url, "file": f.rel,
         "size": f.size, "fingerprint": f.fingerprint, "status": "loading", "offset": offset,
         "bytes_loaded": offset, "documents": ndocs, "crc32": crc, "checksum": None, "loaded": None,
-        "duplicates": None, "endpoints": list(endpoint_fields), "positions": None, "error": None,
-        "started": rec.get("started") if resume else _now(), "updated": _now(), "finished": None,
-        "lsdgraph_version": VERSION}, upsert=True)
+        "duplicates": None, "endpoints": list(endpoint_fields),
+        "nodes": nodes if rag_edges else None, "positions": (table is not None) if rag_edges else None,
+        "error": None, "started": rec.get("started") if resume else _now(), "updated": _now(),
+        "finished": None, "lsdgraph_version": VERSION}, upsert=True)
     if resume:
         report.notes.append(f"resumed at byte {offset:,}")
-    try:
-        return _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endpoint_fields,
-                            on_duplicate=on_duplicate, quiet=quiet, progress=progress,
-                            batch_docs=batch_docs, chunk_bytes=chunk_bytes, t0=t0)
-    except LsdgraphError as e:
-        _mark_failed(db, coll_name, str(e))
-        raise
+    return _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endpoint_fields, table,
+                        on_duplicate=on_duplicate, quiet=quiet, progress=progress,
+                        batch_docs=batch_docs, chunk_bytes=chunk_bytes, t0=t0)
 
 
-def _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endpoint_fields, *,
+def _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endpoint_fields, table, *,
                  on_duplicate, quiet, progress, batch_docs, chunk_bytes, t0) -> IngestReport:
     meta = db[schema.META]
     staging = db[schema.STAGING_PREFIX + coll_name]
     if f.size == 0:
         raise LsdgraphError(f"{f.url}: the file is empty (0 bytes), so there is nothing to load; "
-                            "check the download (an empty collection needs no load)")
+                            "check the download, or remove the file if the collection was empty")
 
-    table = node_table(store, db) if kind.name == "rag_edges" else None
-    if kind.name == "rag_edges" and table is None:
-        report.notes.append("no nodes collection yet: edge positions are added when nodes are loaded")
     id_prefix = zlib.crc32(f"{db.name}/{coll_name}".encode()).to_bytes(4, "big")
     bar = Progress(coll_name, f.size, enabled=False if quiet else progress, done_bytes=offset)
     stream = f.open(offset)
@@ -264,106 +384,139 @@ def _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endp
             if msg:
                 raise LsdgraphError(msg)
             if err is not None and not len(docs):
-                raise LsdgraphError(_structure_message(f, base, ndocs, err))
+                raise LsdgraphError(_structure_message(f, base, ndocs, err, docs.buf))
             if len(docs):
                 source_bytes = docs.block()
                 out = _with_ids(docs, ndocs, id_prefix)
                 if table is not None:
                     out = _with_positions(out, table)
-                store.insert_docs(staging, out, f"{f.url} at byte {base + int(docs.starts[0]):,}")
+                store.insert_docs(staging, out, f"{f.url} at byte {base + int(docs.starts[0])}")
                 crc = zlib.crc32(source_bytes, crc)
                 consumed = int(docs.ends[-1])
                 offset, ndocs = base + consumed, ndocs + len(docs)
                 store.retry(lambda: meta.update_one({"_id": coll_name}, {"$set": {
                     "offset": offset, "bytes_loaded": offset, "documents": ndocs, "crc32": crc,
                     "updated": _now()}}), f"{f.url}: recording progress")
-                bar.update(consumed, len(docs))
+                bar.update(consumed - int(docs.starts[0]), len(docs))
             if err is not None:
-                raise LsdgraphError(_structure_message(f, base, ndocs, err))
+                raise LsdgraphError(_structure_message(f, base, ndocs, err, docs.buf))
     finally:
         close = getattr(stream, "close", None)
         if close:
             close()
         bar.close()
     if offset != f.size:
-        raise LsdgraphError(f"{f.url}: read {offset:,} of {f.size:,} bytes: the file changed or the stream "
+        raise LsdgraphError(f"{f.url}: read {offset} of {f.size} bytes: the file changed or the stream "
                             "ended early; rerun to resume")
     if ndocs == 0:
         raise LsdgraphError(f"{f.url}: no documents in the file; is it a .bson dump?")
 
-    removed = _build_indexes(store, staging, kind, endpoint_fields, f.url, on_duplicate)
-    loaded = staging.count_documents({})
+    removed = _build_indexes(store, staging, kind, endpoint_fields, f, on_duplicate)
     if coll_name in db.list_collection_names():
         db[coll_name].drop()  # only reachable with --drop or when replacing an unfinished target
     staging.rename(coll_name)
+    return _complete(db, f, coll_name, kind, report, ndocs, crc, table is not None, removed, t0)
+
+
+def _complete(db, f, coll_name, kind, report, ndocs, crc, positions, removed, t0) -> IngestReport:
+    """Record a load whose collection is in place under its real name as complete."""
+    loaded = db[coll_name].count_documents({})
     report.status = "complete"
     report.documents, report.loaded, report.duplicates = ndocs, loaded, ndocs - loaded
     if removed:
         report.notes.append(f"{removed:,} documents with a repeated key removed")
-    meta.update_one({"_id": coll_name}, {"$set": {
-        "status": "complete", "loaded": loaded, "duplicates": ndocs - loaded, "checksum": f"crc32:{crc:08x}",
-        "positions": table is not None if kind.name == "rag_edges" else None,
+    db[schema.META].update_one({"_id": coll_name}, {"$set": {
+        "status": "complete", "offset": f.size, "bytes_loaded": f.size, "loaded": loaded,
+        "duplicates": ndocs - loaded, "checksum": f"crc32:{crc:08x}",
+        "positions": positions if kind.name == "rag_edges" else None,
         "finished": _now(), "updated": _now(), "seconds": time.monotonic() - t0}})
     report.seconds = time.monotonic() - t0
     return report
 
 
-def _structure_message(f: SourceFile, base: int, ndocs: int, err: bsonio.ScanError) -> str:
+_GZIP, _ZIP, _ZSTD = b"\x1f\x8b", b"PK\x03\x04", b"\x28\xb5\x2f\xfd"
+
+
+def _structure_message(f: SourceFile, base: int, ndocs: int, err: bsonio.ScanError, buf) -> str:
     at = base + err.doc_offset
-    if err.code == bsonio.ERR_TRUNCATED:
-        fix = "the file is incomplete: download it again"
-    elif ndocs == 0 and err.code in (bsonio.ERR_LENGTH, bsonio.ERR_TERMINATOR, bsonio.ERR_TYPE):
+    head = bytes(buf[err.doc_offset:err.doc_offset + 4])
+    first = ndocs == 0 and at == 0
+    if first and head.startswith(_GZIP):
+        fix = "the file is gzip-compressed: gunzip it first"
+    elif first and (head.startswith(_ZIP) or head.startswith(_ZSTD)):
+        fix = "the file is a compressed archive: extract the .bson file first"
+    elif first and err.code in (bsonio.ERR_LENGTH, bsonio.ERR_TERMINATOR, bsonio.ERR_TYPE,
+                                bsonio.ERR_CSTRING, bsonio.ERR_OVERRUN, bsonio.ERR_STRLEN):
         fix = "this does not look like a mongodump .bson file"
+    elif first and err.code == bsonio.ERR_TRUNCATED and err.length > f.size:
+        fix = (f"this does not look like a mongodump .bson file (its first 4 bytes declare a "
+               f"{err.length}-byte document in a {f.size}-byte file)")
+    elif err.code == bsonio.ERR_TRUNCATED:
+        fix = "the file is incomplete (truncated): download it again"
     else:
         fix = "the file is corrupt from here on: download it again"
-    return f"{f.url}: document #{ndocs} at byte {at:,}: {err.describe(base)} — {fix}"
+    return f"{f.url}: document #{ndocs} at byte {at}: {err.describe(base)} — {fix}"
 
 
 def _mark_failed(db, coll_name: str, error: str) -> None:
     try:
-        db[schema.META].update_one({"_id": coll_name}, {"$set": {"status": "failed", "error": error,
-                                                                 "updated": _now()}})
+        db[schema.META].update_one({"_id": coll_name, "status": {"$ne": "complete"}},
+                                   {"$set": {"status": "failed", "error": error, "updated": _now()}})
     except perr.PyMongoError:
         pass  # the server is gone: the record stays "loading", which is not "complete" either
 
 
-def _ensure_daisy_meta(db) -> None:
-    """daisy's MongoDbGraphProvider reads the first document of ``meta`` and needs ``directed``."""
+def _ensure_daisy_meta(db) -> bool:
+    """daisy's MongoDbGraphProvider reads the first document of ``meta`` and needs ``directed``.
+    Returns True when it was written now."""
     if db[schema.DAISY_META].find_one() is None:
         db[schema.DAISY_META].insert_one({"directed": False})
+        return True
+    return False
 
 
-def add_edge_positions(store: Store, db, edges: str, table=None, batch: int = 10_000) -> int:
+def add_edge_positions(store: Store, db, edges: str, table=None, batch: int = 10_000,
+                       nodes: str = "nodes") -> int:
     """Copy endpoint centres onto every edge of a collection loaded before its nodes (or written by
-    daisy), so ROI reads are one indexed query. Returns the number of edges updated."""
+    daisy), so ROI reads are one indexed query. Idempotent. Returns the number of edges updated."""
     from pymongo import UpdateOne
 
-    table = table if table is not None else node_table(store, db)
+    table = table if table is not None else node_table(store, db, nodes)
     if table is None:
-        raise LsdgraphError(f"{db.name}: no nodes collection, so edge positions cannot be added")
+        raise LsdgraphError(f"{db.name}: no {nodes!r} collection, so edge positions cannot be added")
     fu, fv = schema.EDGE_POSITIONS["u"], schema.EDGE_POSITIONS["v"]
+    coll = db[edges]
     n = 0
-    for docs in store.find_raw(db[edges], {}, ("_id", "u", "v")):
+
+    def flush(ops: list[tuple]) -> int:
+        if store.mock:  # mongomock's bulk_write does not take current pymongo operations
+            for flt, upd in ops:
+                coll.update_one(flt, upd)
+        else:
+            models = [UpdateOne(flt, upd) for flt, upd in ops]
+            store.retry(lambda: coll.bulk_write(models, ordered=False), f"{db.name}.{edges}: adding positions")
+        return len(ops)
+
+    for docs in store.find_raw(coll, {}, ("_id", "u", "v")):
         upos, uok = _lookup(table, docs.ints("u"))
         vpos, vok = _lookup(table, docs.ints("v"))
+        ups, vps = upos.tolist(), vpos.tolist()
         ops = []
         for i, oid in enumerate(_object_ids(docs)):
             s = {}
             if uok[i]:
-                s.update(zip(fu, upos[i].tolist()))
+                s.update(zip(fu, ups[i]))
             if vok[i]:
-                s.update(zip(fv, vpos[i].tolist()))
+                s.update(zip(fv, vps[i]))
             if s:
-                ops.append(UpdateOne({"_id": oid}, {"$set": s}))
+                ops.append(({"_id": oid}, {"$set": s}))
             if len(ops) >= batch:
-                db[edges].bulk_write(ops, ordered=False)
-                n += len(ops)
+                n += flush(ops)
                 ops = []
         if ops:
-            db[edges].bulk_write(ops, ordered=False)
-            n += len(ops)
+            n += flush(ops)
     _create_indexes(db[edges], schema.kind("rag_edges"), schema.kind("rag_edges").integers)
-    db[schema.META].update_one({"_id": edges}, {"$set": {"positions": True}})
+    db[schema.META].update_one({"_id": edges}, {"$set": {"positions": True, "nodes": nodes}})
     return n
 
 
@@ -371,6 +524,21 @@ def _object_ids(docs: bsonio.Docs) -> list:
     import bson
 
     return [bson.decode(docs.raw(i))["_id"] for i in range(len(docs))]
+
+
+def _finish_database(store: Store, db) -> list[str]:
+    """After the files: positions for complete edges whose nodes are now loaded, and daisy's
+    ``meta`` once a RAG is there. Both are idempotent, so a rerun finishes what a kill cut."""
+    lines = []
+    existing = set(db.list_collection_names())
+    for rec in db[schema.META].find({"kind": "rag_edges", "status": "complete", "positions": {"$ne": True}}):
+        nodes = rec.get("nodes") or "nodes"
+        if rec["_id"] in existing and nodes in existing:
+            n = add_edge_positions(store, db, rec["_id"], nodes=nodes)
+            lines.append(f"{'positions added':<15} {rec['_id']:<28} {n:>12,} docs  from {nodes}")
+    if db[schema.META].find_one({"kind": {"$in": ["rag_nodes", "rag_edges"]}, "status": "complete"}):
+        _ensure_daisy_meta(db)
+    return lines
 
 
 def ingest(source: str, *, db: str | None = None, name: str | None = None, on_duplicate: str = "error",
@@ -384,6 +552,8 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
     """
     if on_duplicate not in ("error", "skip"):
         raise LsdgraphError(f"--on-duplicate {on_duplicate!r}: use 'error' or 'skip'")
+    if batch_docs < 1:
+        raise LsdgraphError(f"--batch-docs {batch_docs}: use 1 or more")
     out = out or sys.stdout
     files = list_files(source, s3=S3Options(profile=profile, endpoint_url=endpoint_url))
     if not files:
@@ -391,31 +561,44 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
     store = store or connect(db)
     name = name or default_db_name(source)
     database = store.db(name)
+    planned = plan(files)
+    nodes_of = nodes_for(planned)
     reports = []
-    for f, coll_name, kind in plan(files):
-        try:
-            r = _load_file(store, database, f, coll_name, kind, on_duplicate=on_duplicate, drop=drop,
-                           quiet=quiet, progress=progress, batch_docs=batch_docs, chunk_bytes=chunk_bytes)
-            if r.status == "complete" and kind.name == "rag_nodes":
-                _ensure_daisy_meta(database)
-                for other in _edges_without_positions(database):
-                    add_edge_positions(store, database, other)
-                    r.notes.append(f"added positions to {other}")
-        except LsdgraphError as e:
-            r = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size, error=str(e))
+    for f, coll_name, kind in planned:
+        why = _skip_reason(coll_name)
+        if why:
+            r = IngestReport(f.url, coll_name, kind.name, "skipped", bytes=f.size, notes=[why])
+        else:
+            try:
+                r = _load_file(store, database, f, coll_name, kind, on_duplicate=on_duplicate, drop=drop,
+                               quiet=quiet, progress=progress, batch_docs=batch_docs,
+                               chunk_bytes=chunk_bytes, nodes=nodes_of.get(coll_name, "nodes"))
+            except LsdgraphError as e:
+                r = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size, error=str(e))
+                if isinstance(e, ServerLost):  # the next files would only wait for it too
+                    reports.append(r)
+                    if not quiet:
+                        print(r.line(), file=out, flush=True)
+                    raise
         reports.append(r)
         if not quiet:
             print(r.line(), file=out, flush=True)
     failed = [r for r in reports if r.status == "failed"]
+    try:
+        lines = _finish_database(store, database)
+    except (perr.PyMongoError, LsdgraphError) as e:
+        if failed:
+            lines = []  # the first file error is the one to report
+        else:
+            raise LsdgraphError(f"{source}: MongoDB at {store.uri} failed while adding edge positions "
+                                f"({type(e).__name__}: {_short(e)}); rerun the same command to finish") from None
+    if not quiet:
+        for line in lines:
+            print(line, file=out, flush=True)
     if failed:
         more = f" (and {len(failed) - 1} more failed files)" if len(failed) > 1 else ""
         raise LsdgraphError(failed[0].error + more)
     return reports
-
-
-def _edges_without_positions(db) -> list[str]:
-    return [r["_id"] for r in db[schema.META].find({"kind": "rag_edges", "status": "complete",
-                                                     "positions": False})]
 
 
 def load_report(db) -> list[dict]:

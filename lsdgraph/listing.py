@@ -32,11 +32,12 @@ def listing(source: str, *, depth: int = 1, profile: str | None = None, endpoint
         raise LsdgraphError(f"{source}: nothing there (no files under this prefix)")
     pairs = [(f.rel, f.size) for f in files]
     totals = folder_totals(pairs, depth)
-    root = source.rstrip("/") + "/"
+    # every file's URL is root + rel (a single-file source lists its own folder as the root)
+    root = files[0].url[:len(files[0].url) - len(files[0].rel)]
     rows = []
     for folder, (size, count) in totals.items():
         if folder:
-            rows.append((folder + "/", f"{human_bytes(size):>10}  {count:>8,} files  {root}{folder}/"))
+            rows.append((folder + "/", f"{human_bytes(size):>10}  {_files(count)}  {root}{folder}/"))
     for rel, size in pairs:
         level = rel.count("/")
         if all_files or level < depth or (level == 0):
@@ -44,4 +45,8 @@ def listing(source: str, *, depth: int = 1, profile: str | None = None, endpoint
     for _, line in sorted(rows):
         yield line
     size, count = totals[""]
-    yield f"{human_bytes(size):>10}  {count:>8,} files  total under {source}"
+    yield f"{human_bytes(size):>10}  {_files(count)}  total under {source}"
+
+
+def _files(count: int) -> str:
+    return f"{count:>8,} {'file ' if count == 1 else 'files'}"

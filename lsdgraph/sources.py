@@ -128,6 +128,9 @@ class _S3Stream:
                     if self.body is None:
                         return b""
                 data = self.body.read(n if n and n > 0 else None)
+                if not data and self.pos < self.size:
+                    # the body ended before the object did (a cut connection): reconnect
+                    raise ConnectionError(f"the response ended at byte {self.pos} of {self.size}")
                 self.pos += len(data)
                 return data
             except (BotoCoreError, HTTPError, ConnectionError, OSError) as e:

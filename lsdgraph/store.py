@@ -13,7 +13,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import errors as perr
 
 from . import bsonio
-from .errors import LsdgraphError, redact_uri
+from .errors import LsdgraphError, ServerLost, redact_uri
 
 DEFAULT_URI = "mongodb://localhost:27017"
 ENV_URI = "LSDGRAPH_MONGO_URI"
@@ -64,9 +64,9 @@ class Store:
                 return e.details.get("nInserted", 0), len(errs)
             except _TRANSIENT as e:
                 if attempt == self.retries:
-                    raise LsdgraphError(f"{what}: lost MongoDB at {self.uri} after {self.retries} retries "
-                                        f"({type(e).__name__}); nothing is marked complete: rerun the same "
-                                        "command to resume") from None
+                    raise ServerLost(f"{what}: lost MongoDB at {self.uri} after {self.retries} retries "
+                                     f"({type(e).__name__}); nothing is marked complete: rerun the same "
+                                     "command to resume") from None
                 time.sleep(min(0.25 * 2 ** attempt, 4))
         raise AssertionError("unreachable")
 
@@ -77,8 +77,8 @@ class Store:
                 return fn()
             except _TRANSIENT as e:
                 if attempt == self.retries:
-                    raise LsdgraphError(f"{what}: lost MongoDB at {self.uri} after {self.retries} retries "
-                                        f"({type(e).__name__}); rerun the same command to resume") from None
+                    raise ServerLost(f"{what}: lost MongoDB at {self.uri} after {self.retries} retries "
+                                     f"({type(e).__name__}); rerun the same command to resume") from None
                 time.sleep(min(0.25 * 2 ** attempt, 4))
 
     def find_raw(self, coll, filter: dict, fields: Sequence[str], *, hint: str | None = None,

@@ -2,6 +2,7 @@
 naming the file, the document number, its byte offset, the field, what was found and the fix."""
 from __future__ import annotations
 
+import bson
 import numpy as np
 
 from . import bsonio
@@ -27,10 +28,17 @@ def _describe(docs: bsonio.Docs, i: int, field: str) -> str:
     t = int(docs.type_of(field)[i])
     if t == T_MISSING:
         return f"has no field `{field}`"
-    shown = ""
-    if t == T_DOUBLE:
-        shown = f" ({docs.floats(field)[i]!r})"
-    return f"has `{field}` of type {TYPE_NAMES.get(t, t)}{shown}"
+    return f"has `{field}` of type {TYPE_NAMES.get(t, t)} ({_shown(docs, i, field)})"
+
+
+def _shown(docs: bsonio.Docs, i: int, field: str, limit: int = 40) -> str:
+    """The offending value as Python shows it (error path only: one document is decoded)."""
+    try:
+        value = bson.decode(docs.raw(i))[field]
+    except Exception:  # the scanner accepted it; a codec quirk must not hide the real message
+        return "?"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def check(docs: bsonio.Docs, kind: Kind, *, file: str, base_offset: int, first_index: int,
