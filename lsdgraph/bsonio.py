@@ -244,6 +244,10 @@ class Docs:
         out[i] = v[i].astype(np.float64)
         return out
 
+    def take(self, rows: np.ndarray) -> "Docs":
+        """The documents at ``rows`` (a mask or indices); they need not be contiguous."""
+        return Docs(self.buf, self.starts[rows], self.ends[rows], self.fields, self.types[rows], self.values[rows])
+
     def raw(self, i: int) -> bytes:
         return self.buf[self.starts[i]:self.ends[i]].tobytes()
 
@@ -499,7 +503,7 @@ def _append(buf, starts, ends, present, vals, names, name_lens, kinds, oid_prefi
         for f in range(nf):
             if not present[i, f]:
                 continue
-            out[q] = 7 if kinds[f] == 1 else 1
+            out[q] = 7 if kinds[f] == 1 else (18 if kinds[f] == 2 else 1)
             q += 1
             for c in range(name_lens[f]):
                 out[q + c] = names[f, c]
@@ -526,20 +530,23 @@ def _append(buf, starts, ends, present, vals, names, name_lens, kinds, oid_prefi
     return out, new_starts
 
 
-def append_fields(docs: Docs, fields: Sequence[str], values: np.ndarray, present: np.ndarray,
-                  oid_field: str | None = None, oid_prefix: bytes = b"\0\0\0\0") -> Docs:
+_APPEND_KINDS = {"double": 0, "oid": 1, "int64": 2}
+
+
+def append_fields(docs: Docs, columns: dict[str, tuple[str, np.ndarray]], present: np.ndarray,
+                  oid_prefix: bytes = b"\0\0\0\0") -> Docs:
     """New documents with extra top-level fields appended (no decode/encode round trip).
 
-    ``values`` (n, k) float64 for double fields; the field named ``oid_field`` (if any) is written
-    as an ObjectId of ``oid_prefix`` + the big-endian int64 in its column. Only ``present`` cells are
+    ``columns``: ``{"name": (kind, values)}`` with kind ``double``, ``int64`` or ``oid`` (an
+    ObjectId of ``oid_prefix`` + the big-endian int64 value). Only ``present`` (n, k) cells are
     written. The returned Docs carries no field columns.
     """
-    names, lens = _name_table(fields)
-    kinds = np.array([1 if f == oid_field else 0 for f in fields], np.int64)
-    vals = np.empty(values.shape, np.int64)
-    for j in range(len(fields)):
-        col = values[:, j]
-        vals[:, j] = col.astype(np.int64) if kinds[j] == 1 else np.asarray(col, np.float64).view(np.int64)
+    names, lens = _name_table(list(columns))
+    kinds = np.array([_APPEND_KINDS[k] for k, _ in columns.values()], np.int64)
+    vals = np.empty((len(docs), len(columns)), np.int64)
+    for j, (kind, col) in enumerate(columns.values()):
+        col = np.asarray(col)
+        vals[:, j] = col.astype(np.float64).view(np.int64) if kind == "double" else col.astype(np.int64)
     out, new_starts = _append(docs.buf, docs.starts, docs.ends, np.ascontiguousarray(present),
                               vals, names, lens, kinds, np.frombuffer(oid_prefix, np.uint8))
     ends = np.empty_like(new_starts)

@@ -32,6 +32,17 @@ def cmd_ingest(a) -> int:
     return 0
 
 
+def cmd_index(a) -> int:
+    from .ingest import reindex
+    from .query import database
+    from .store import connect
+
+    store = connect(a.db)
+    for line in reindex(store, database(store, a.name)) or ["nothing to do"]:
+        print(line)
+    return 0
+
+
 def cmd_ls(a) -> int:
     from .listing import listing
 
@@ -116,7 +127,8 @@ def cmd_evaluate(a) -> int:
     from .evaluate import evaluate
 
     evaluate(db=a.db, name=a.name, skeletons=a.skeletons, skeletons_name=a.skeletons_name, fragments=a.fragments,
-             mask=a.mask, edges=a.edges, thresholds=a.thresholds, out=a.out, roi=a.roi, merge_rule=a.merge_rule,
+             mask=a.mask, edges=a.edges, thresholds=a.thresholds, out=a.out, tree_dir=a.tree_dir, roi=a.roi,
+             merge_rule=a.merge_rule,
              profile=a.profile, endpoint_url=a.endpoint_url, quiet=a.quiet)
     return 0
 
@@ -139,11 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     _s3_args(s)
     s.add_argument("--on-duplicate", choices=("error", "skip"), default="error",
                    help="documents sharing a node id / edge (u, v) with different content: fail "
-                        "(default) or keep the first")
+                        "(default) or keep the one with the smallest _id (the oldest ObjectId)")
     s.add_argument("--drop", action="store_true", help="replace collections that already hold a load")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no per-file lines")
     s.add_argument("--batch-docs", type=int, default=20_000, help="documents per insert batch")
     s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("index", help="add lsdgraph's indexes and edge positions to a database it did not load "
+                                     "(mongorestore, daisy); idempotent")
+    _db_args(s, name_required=True)
+    s.set_defaults(func=cmd_index)
 
     s = sub.add_parser("ls", help="what is at s3://bucket/prefix (or a folder) and how big, per folder")
     s.add_argument("source")
@@ -221,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ERL: a merged skeleton loses its edges in merging segments (funlib.evaluate, "
                         "default) or all its edges")
     s.add_argument("--out", required=True, help="folder for the table, plot and summary")
+    s.add_argument("--tree-dir", default=None, help="reuse the merge tree a `segment --out DIR` run saved "
+                                                    "there (default: --out)")
     s.add_argument("--quiet", "-q", action="store_true")
     _s3_args(s)
     s.set_defaults(func=cmd_evaluate)

@@ -46,8 +46,8 @@ def demo(out: str | Path = "lsdgraph-demo", *, db: str = "mongomock://", name: s
 
     store = connect(db)
     store.client.drop_database(name)
-    ingest(str(data.rag_dir), store=store, name=name, quiet=True)
-    ingest(str(data.skeleton_dir), store=store, name=name, quiet=True)
+    for source in (data.rag_dir / "nodes.bson", data.rag_dir / f"{edges}.bson", data.skeleton_dir):
+        ingest(str(source), store=store, name=name, quiet=True)
     step("ingest")
     db_obj = store.db(name)
     counts = {c: db_obj[c].estimated_document_count() for c in sorted(db_obj.list_collection_names())
@@ -71,7 +71,7 @@ def demo(out: str | Path = "lsdgraph-demo", *, db: str = "mongomock://", name: s
         f"{seg.lut_paths[0].parent}")
 
     ev = evaluate(store=store, name=name, fragments=str(data.fragments_path), edges=edges, thresholds=thresholds,
-                  out=report, quiet=True)
+                  out=report, tree_dir=out / "segments", quiet=True)
     best = ev.best
     n = write_lut_documents(store, db_obj, edges, seg.tree, [best["threshold"]])
     step("evaluate")

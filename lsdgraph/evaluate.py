@@ -141,10 +141,13 @@ def plot(table: pd.DataFrame, best: pd.Series, path: Path, title: str) -> Path:
 def evaluate(*, store: Store | None = None, db: str | None = None, name: str | None = None,
              skeletons: str | None = None, skeletons_name: str | None = None, fragments: str,
              mask: str | None = None, edges: str = "edges_hist_quant_75", thresholds="0:1:0.02",
-             out: str | Path, roi=None, merge_rule: str = "segment", profile: str | None = None,
+             out: str | Path, tree_dir: str | Path | None = None, roi=None, merge_rule: str = "segment",
+             profile: str | None = None,
              endpoint_url: str | None = None, quiet: bool = False, stream=None) -> EvaluationResult:
     """Score the segmentation at every threshold against the skeletons; write
-    ``evaluation_<edges>.csv/.json/.png`` and ``evaluation_<edges>.txt`` to ``out``."""
+    ``evaluation_<edges>.csv/.json/.png`` and ``evaluation_<edges>.txt`` to ``out``. The merge
+    tree is reused from ``tree_dir`` (default ``out``; a ``segment`` run's ``--out``) when its
+    inputs match, else built and saved there."""
     from .segment import build_tree
 
     stream = stream or sys.stdout
@@ -169,7 +172,8 @@ def evaluate(*, store: Store | None = None, db: str | None = None, name: str | N
     sk = metrics.Skeletons(nodes["id"].to_numpy(np.int64), nodes["neuron_id"].to_numpy(np.int64),
                            nodes[list(schema.kind("skeleton_nodes").position)].to_numpy(float),
                            edges_df[["u", "v"]].to_numpy(np.int64))
-    tree, tree_path, reused, _ = build_tree(store=store, db=db, name=name, edges=edges, roi=roi, out=out, log=log)
+    tree, tree_path, reused, _ = build_tree(store=store, db=db, name=name, edges=edges, roi=roi,
+                                            out=tree_dir or out, log=log)
     at, foreign = node_segments(tree, node_frag)
     if foreign:
         log(f"{foreign:,} skeleton nodes lie on fragments the RAG does not hold: each stays its own segment")

@@ -101,51 +101,76 @@ def plan(files: list[SourceFile]) -> list[tuple[SourceFile, str, schema.Kind]]:
 
 
 def nodes_for(planned: list[tuple[SourceFile, str, schema.Kind]]) -> dict[str, str]:
-    """For each RAG edges collection, the nodes collection its positions come from: the nodes
-    file in the same folder, else ``nodes`` (loaded earlier into the same database)."""
+    """For each edges collection, the nodes collection its joined fields come from: for a RAG the
+    nodes file in the same folder, else ``nodes`` (loaded earlier into the same database); for
+    skeletons ``<prefix>.nodes``."""
     def folder(f: SourceFile) -> str:
         return f.rel.rsplit("/", 1)[0] if "/" in f.rel else ""
 
     nodes = {folder(f): name for f, name, k in planned if k.name == "rag_nodes"}
-    return {name: nodes.get(folder(f), "nodes") for f, name, k in planned if k.name == "rag_edges"}
+    out = {name: nodes.get(folder(f), "nodes") for f, name, k in planned if k.name == "rag_edges"}
+    out.update({name: name[:-len("edges")] + "nodes" for f, name, k in planned if k.name == "skeleton_edges"})
+    return out
 
 
 def _now():
     return _dt.datetime.now(_dt.timezone.utc)
 
 
-def node_table(store: Store, db, nodes: str = "nodes") -> tuple[np.ndarray, np.ndarray] | None:
-    """All fragment ids (sorted int64) and centres (n, 3) of a nodes collection, or None."""
+@dataclass
+class NodeTable:
+    """Endpoint lookup for edges: node ids (sorted int64), their positions (n, 3) and the extra
+    integer fields copied from ``u`` (``neuron_id`` for skeletons)."""
+
+    ids: np.ndarray
+    positions: np.ndarray
+    extra: dict[str, np.ndarray]
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row index, found) per key."""
+        if len(self.ids) == 0:
+            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+        i = np.searchsorted(self.ids, keys).clip(0, len(self.ids) - 1)
+        return i, self.ids[i] == keys
+
+
+def node_table(store: Store, db, nodes: str = "nodes", edges_kind: str = "rag_edges") -> NodeTable | None:
+    """What edges of ``edges_kind`` copy from ``nodes`` (schema ``edge_joins``), or None when that
+    collection is not there."""
     if nodes not in db.list_collection_names():
         return None
-    fields = ("id",) + schema.NODE_POSITION
-    ids, pos = [], []
-    for docs in store.find_raw(db[nodes], {}, fields):
-        ids.append(docs.ints("id"))
-        pos.append(np.stack([docs.floats(f) for f in schema.NODE_POSITION], axis=1))
-    if not ids:
-        return np.empty(0, np.int64), np.empty((0, 3))
-    ids, pos = np.concatenate(ids), np.concatenate(pos)
+    join = schema.EDGE_JOINS[edges_kind]
+    position = schema.kind(join["nodes_kind"]).position
+    extra = tuple(join["copy_from_u"])
+    fields = ("id",) + position + extra
+    parts = list(store.find_raw(db[nodes], {}, fields))
+    if not parts:
+        return NodeTable(np.empty(0, np.int64), np.empty((0, 3)), {f: np.empty(0, np.int64) for f in extra})
+    ids = np.concatenate([d.ints("id") for d in parts])
     order = np.argsort(ids, kind="stable")
-    return ids[order], pos[order]
+    pos = np.stack([np.concatenate([d.floats(f) for d in parts]) for f in position], axis=1)
+    cols = {f: np.concatenate([d.ints(f) for d in parts])[order] for f in extra}
+    return NodeTable(ids[order], pos[order], cols)
 
 
-def _lookup(table, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ids, pos = table
-    if len(ids) == 0:
-        return np.zeros((len(keys), 3)), np.zeros(len(keys), bool)
-    i = np.searchsorted(ids, keys).clip(0, len(ids) - 1)
-    found = ids[i] == keys
-    return pos[i], found
+def _joined(table: NodeTable, u: np.ndarray, v: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The columns an edge batch gets from its endpoints, and which cells are present."""
+    iu, uok = table.lookup(u)
+    iv, vok = table.lookup(v)
+    cols, present = {}, []
+    for end, i, ok in (("u", iu, uok), ("v", iv, vok)):
+        for j, f in enumerate(schema.EDGE_POSITIONS[end]):
+            cols[f] = ("double", table.positions[i, j])
+            present.append(ok)
+    for f, values in table.extra.items():
+        cols[f] = ("int64", values[iu])
+        present.append(uok)
+    return cols, np.stack(present, axis=1)
 
 
-def _with_positions(docs: bsonio.Docs, table) -> bsonio.Docs:
-    upos, uok = _lookup(table, docs.ints("u"))
-    vpos, vok = _lookup(table, docs.ints("v"))
-    fields = schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"]
-    values = np.concatenate([upos, vpos], axis=1)
-    present = np.concatenate([np.repeat(uok[:, None], 3, 1), np.repeat(vok[:, None], 3, 1)], axis=1)
-    return bsonio.append_fields(docs, fields, values, present)
+def _with_joins(docs: bsonio.Docs, table: NodeTable, endpoints: tuple[str, str]) -> bsonio.Docs:
+    cols, present = _joined(table, docs.ints(endpoints[0]), docs.ints(endpoints[1]))
+    return bsonio.append_fields(docs, cols, present)
 
 
 def _with_ids(docs: bsonio.Docs, first_index: int, prefix: bytes) -> bsonio.Docs:
@@ -154,18 +179,19 @@ def _with_ids(docs: bsonio.Docs, first_index: int, prefix: bytes) -> bsonio.Docs
     missing = docs.type_of("_id") == bsonio.T_MISSING
     if not missing.any():
         return docs
-    numbers = (first_index + np.arange(len(docs), dtype=np.int64)).astype(np.float64)
-    out = bsonio.append_fields(docs, ["_id"], numbers[:, None], missing[:, None], oid_field="_id",
-                               oid_prefix=prefix)
+    numbers = first_index + np.arange(len(docs), dtype=np.int64)
+    out = bsonio.append_fields(docs, {"_id": ("oid", numbers)}, missing[:, None], oid_prefix=prefix)
     # keep the scanned columns (they describe the same documents)
     return bsonio.Docs(out.buf, out.starts, out.ends, docs.fields, docs.types, docs.values)
 
 
-def _create_indexes(coll, kind: schema.Kind, endpoint_fields: tuple[str, ...]) -> None:
+def _create_indexes(coll, kind: schema.Kind, endpoint_fields: tuple[str, ...], unique_only: bool = False) -> None:
     from pymongo import IndexModel
 
     models = []
     for spec in schema.indexes(kind.name):
+        if unique_only and not spec.get("unique"):
+            continue
         key = [(f, d) for f, d in spec["key"]]
         if kind.name == "skeleton_edges" and endpoint_fields != kind.integers:
             rename = dict(zip(kind.integers, endpoint_fields))
@@ -252,13 +278,16 @@ def _clash_message(f: SourceFile, kind: schema.Kind):
     return message
 
 
-def _build_indexes(store: Store, coll, kind, endpoint_fields, f: SourceFile, on_duplicate) -> int:
-    """Create the kind's indexes; a unique index that fails on repeated keys gets them resolved
-    (see :func:`_resolve_duplicates`) and is built again. Returns documents removed."""
+def _build_indexes(store: Store, coll, kind, endpoint_fields, f: SourceFile, on_duplicate,
+                   unique_only: bool = False) -> int:
+    """Create the kind's indexes (only the unique ones with ``unique_only``); a unique index that
+    fails on repeated keys gets them resolved (see :func:`_resolve_duplicates`) and is built again.
+    Returns documents removed."""
     removed = 0
     for _ in range(3):
         try:
-            store.retry(lambda: _create_indexes(coll, kind, endpoint_fields), f"{f.url}: building indexes")
+            store.retry(lambda: _create_indexes(coll, kind, endpoint_fields, unique_only),
+                        f"{f.url}: building indexes")
             return removed
         except perr.OperationFailure as e:  # DuplicateKeyError included
             if e.code != 11000:
@@ -325,13 +354,14 @@ def _load(store: Store, db, f: SourceFile, coll_name: str, kind: schema.Kind, *,
             and rec.get("offset") == f.size and rec.get("documents")):
         # stopped between the rename and the last meta update: the collection is complete
         report.notes.append("finished an interrupted load")
-        return _complete(db, f, coll_name, kind, report, int(rec["documents"]), int(rec["crc32"]),
-                         bool(rec.get("positions")), 0, t0)
+        return _complete(store, db, f, coll_name, kind, report, int(rec["documents"]), int(rec["crc32"]),
+                         bool(rec.get("positions")), 0, t0, tuple(rec.get("endpoints") or kind.integers))
     resume = unfinished and staging_name in existing
 
     table = None
-    if kind.name == "rag_edges":
-        table = node_table(store, db, nodes)
+    joins = kind.name in schema.EDGE_JOINS
+    if joins:
+        table = node_table(store, db, nodes, kind.name)
         if resume and not rec.get("positions"):
             table = None  # earlier batches went in without positions: all get them after the load
         if table is None:
@@ -343,23 +373,45 @@ def _load(store: Store, db, f: SourceFile, coll_name: str, kind: schema.Kind, *,
         db[staging_name].drop()
         offset, ndocs, crc = 0, 0, 0
         endpoint_fields = kind.integers
-    rag_edges = kind.name == "rag_edges"
     meta.replace_one({"_id": coll_name}, {
         "_id": coll_name, "collection": coll_name, "kind": kind.name, "source": f.url, "file": f.rel,
         "size": f.size, "fingerprint": f.fingerprint, "status": "loading", "offset": offset,
         "bytes_loaded": offset, "documents": ndocs, "crc32": crc, "checksum": None, "loaded": None,
         "duplicates": None, "endpoints": list(endpoint_fields),
-        "nodes": nodes if rag_edges else None, "positions": (table is not None) if rag_edges else None,
-        "error": None, "started": rec.get("started") if resume else _now(), "updated": _now(),
+        "nodes": nodes if joins else None, "positions": (table is not None) if joins else None,
+        "stats": rec.get("stats") if resume else None, "error": None, "started": rec.get("started") if resume else _now(), "updated": _now(),
         "finished": None, "lsdgraph_version": VERSION}, upsert=True)
     if resume:
         report.notes.append(f"resumed at byte {offset:,}")
-    return _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endpoint_fields, table,
+    stats = (rec.get("stats") if resume else None) or {}
+    return _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endpoint_fields, table, stats,
                         on_duplicate=on_duplicate, quiet=quiet, progress=progress,
                         batch_docs=batch_docs, chunk_bytes=chunk_bytes, t0=t0)
 
 
-def _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endpoint_fields, table, *,
+def _batch_stats(kind: schema.Kind, docs: bsonio.Docs, stats: dict) -> dict:
+    """Running statistics kept with the load record, for `info` and range checks without a scan:
+    the bounding box of node positions, the range and null count of merge scores."""
+    out = dict(stats)
+    if kind.name == "rag_nodes":
+        pos = np.stack([docs.floats(f) for f in kind.position], axis=1)
+        lo, hi = pos.min(0).tolist(), pos.max(0).tolist()
+        if "bbox" in out:
+            lo = np.minimum(lo, out["bbox"]["min"]).tolist()
+            hi = np.maximum(hi, out["bbox"]["max"]).tolist()
+        out["bbox"] = {"min": lo, "max": hi}
+    elif kind.name == "rag_edges":
+        sc = docs.floats(schema.SCORE)
+        ok = ~np.isnan(sc)
+        prev = out.get("scores", {"min": None, "max": None, "nulls": 0, "scored": 0})
+        lo = [x for x in (prev["min"], float(sc[ok].min()) if ok.any() else None) if x is not None]
+        hi = [x for x in (prev["max"], float(sc[ok].max()) if ok.any() else None) if x is not None]
+        out["scores"] = {"min": min(lo) if lo else None, "max": max(hi) if hi else None,
+                         "nulls": prev["nulls"] + int((~ok).sum()), "scored": prev["scored"] + int(ok.sum())}
+    return out
+
+
+def _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endpoint_fields, table, stats, *,
                  on_duplicate, quiet, progress, batch_docs, chunk_bytes, t0) -> IngestReport:
     meta = db[schema.META]
     staging = db[schema.STAGING_PREFIX + coll_name]
@@ -389,14 +441,15 @@ def _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endp
                 source_bytes = docs.block()
                 out = _with_ids(docs, ndocs, id_prefix)
                 if table is not None:
-                    out = _with_positions(out, table)
+                    out = _with_joins(out, table, endpoint_fields)
                 store.insert_docs(staging, out, f"{f.url} at byte {base + int(docs.starts[0])}")
                 crc = zlib.crc32(source_bytes, crc)
+                stats = _batch_stats(kind, docs, stats)
                 consumed = int(docs.ends[-1])
                 offset, ndocs = base + consumed, ndocs + len(docs)
                 store.retry(lambda: meta.update_one({"_id": coll_name}, {"$set": {
                     "offset": offset, "bytes_loaded": offset, "documents": ndocs, "crc32": crc,
-                    "updated": _now()}}), f"{f.url}: recording progress")
+                    "stats": stats, "updated": _now()}}), f"{f.url}: recording progress")
                 bar.update(consumed - int(docs.starts[0]), len(docs))
             if err is not None:
                 raise LsdgraphError(_structure_message(f, base, ndocs, err, docs.buf))
@@ -411,15 +464,21 @@ def _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endp
     if ndocs == 0:
         raise LsdgraphError(f"{f.url}: no documents in the file; is it a .bson dump?")
 
-    removed = _build_indexes(store, staging, kind, endpoint_fields, f, on_duplicate)
+    # unique keys are checked (and duplicates resolved) before the collection takes its real name;
+    # the other indexes are built after the rename, which some servers pay per index entry
+    removed = _build_indexes(store, staging, kind, endpoint_fields, f, on_duplicate, unique_only=True)
     if coll_name in db.list_collection_names():
         db[coll_name].drop()  # only reachable with --drop or when replacing an unfinished target
     staging.rename(coll_name)
-    return _complete(db, f, coll_name, kind, report, ndocs, crc, table is not None, removed, t0)
+    return _complete(store, db, f, coll_name, kind, report, ndocs, crc, table is not None, removed, t0,
+                     endpoint_fields)
 
 
-def _complete(db, f, coll_name, kind, report, ndocs, crc, positions, removed, t0) -> IngestReport:
-    """Record a load whose collection is in place under its real name as complete."""
+def _complete(store, db, f, coll_name, kind, report, ndocs, crc, positions, removed, t0,
+              endpoint_fields) -> IngestReport:
+    """Build the remaining indexes of a collection in place under its real name (all its documents
+    in, unique keys checked) and record the load as complete."""
+    store.retry(lambda: _create_indexes(db[coll_name], kind, endpoint_fields), f"{f.url}: building indexes")
     loaded = db[coll_name].count_documents({})
     report.status = "complete"
     report.documents, report.loaded, report.duplicates = ndocs, loaded, ndocs - loaded
@@ -428,7 +487,7 @@ def _complete(db, f, coll_name, kind, report, ndocs, crc, positions, removed, t0
     db[schema.META].update_one({"_id": coll_name}, {"$set": {
         "status": "complete", "offset": f.size, "bytes_loaded": f.size, "loaded": loaded,
         "duplicates": ndocs - loaded, "checksum": f"crc32:{crc:08x}",
-        "positions": positions if kind.name == "rag_edges" else None,
+        "positions": positions if kind.name in schema.EDGE_JOINS else None,
         "finished": _now(), "updated": _now(), "seconds": time.monotonic() - t0}})
     report.seconds = time.monotonic() - t0
     return report
@@ -475,16 +534,20 @@ def _ensure_daisy_meta(db) -> bool:
     return False
 
 
-def add_edge_positions(store: Store, db, edges: str, table=None, batch: int = 10_000,
-                       nodes: str = "nodes") -> int:
-    """Copy endpoint centres onto every edge of a collection loaded before its nodes (or written by
-    daisy), so ROI reads are one indexed query. Idempotent. Returns the number of edges updated."""
+def add_edge_positions(store: Store, db, edges: str, table: NodeTable | None = None, batch: int = 10_000,
+                       nodes: str | None = None) -> int:
+    """Copy what edges take from their endpoint nodes (positions; ``neuron_id`` for skeletons)
+    onto every edge of a collection loaded before its nodes, or written by daisy, so ROI reads are
+    one indexed query. Idempotent. Returns the number of edges updated."""
     from pymongo import UpdateOne
 
-    table = table if table is not None else node_table(store, db, nodes)
+    kind = schema.kind_of(edges) if schema.kind_of(edges).name in schema.EDGE_JOINS else schema.kind("rag_edges")
+    rec = db[schema.META].find_one({"_id": edges}) or {}
+    nodes = nodes or rec.get("nodes") or ("nodes" if kind.name == "rag_edges" else edges[:-len("edges")] + "nodes")
+    endpoints = tuple(rec.get("endpoints") or kind.integers)
+    table = table if table is not None else node_table(store, db, nodes, kind.name)
     if table is None:
-        raise LsdgraphError(f"{db.name}: no {nodes!r} collection, so edge positions cannot be added")
-    fu, fv = schema.EDGE_POSITIONS["u"], schema.EDGE_POSITIONS["v"]
+        raise LsdgraphError(f"{db.name}: no {nodes!r} collection, so positions cannot be added to {edges}")
     coll = db[edges]
     n = 0
 
@@ -497,17 +560,13 @@ def add_edge_positions(store: Store, db, edges: str, table=None, batch: int = 10
             store.retry(lambda: coll.bulk_write(models, ordered=False), f"{db.name}.{edges}: adding positions")
         return len(ops)
 
-    for docs in store.find_raw(coll, {}, ("_id", "u", "v")):
-        upos, uok = _lookup(table, docs.ints("u"))
-        vpos, vok = _lookup(table, docs.ints("v"))
-        ups, vps = upos.tolist(), vpos.tolist()
+    for docs in store.find_raw(coll, {}, ("_id",) + endpoints):
+        cols, present = _joined(table, docs.ints(endpoints[0]), docs.ints(endpoints[1]))
+        names = list(cols)
+        values = [c.tolist() for _, c in cols.values()]
         ops = []
         for i, oid in enumerate(_object_ids(docs)):
-            s = {}
-            if uok[i]:
-                s.update(zip(fu, ups[i]))
-            if vok[i]:
-                s.update(zip(fv, vps[i]))
+            s = {k: values[j][i] for j, k in enumerate(names) if present[i, j]}
             if s:
                 ops.append(({"_id": oid}, {"$set": s}))
             if len(ops) >= batch:
@@ -515,7 +574,7 @@ def add_edge_positions(store: Store, db, edges: str, table=None, batch: int = 10
                 ops = []
         if ops:
             n += flush(ops)
-    _create_indexes(db[edges], schema.kind("rag_edges"), schema.kind("rag_edges").integers)
+    _create_indexes(coll, kind, endpoints)
     db[schema.META].update_one({"_id": edges}, {"$set": {"positions": True, "nodes": nodes}})
     return n
 
@@ -531,13 +590,41 @@ def _finish_database(store: Store, db) -> list[str]:
     ``meta`` once a RAG is there. Both are idempotent, so a rerun finishes what a kill cut."""
     lines = []
     existing = set(db.list_collection_names())
-    for rec in db[schema.META].find({"kind": "rag_edges", "status": "complete", "positions": {"$ne": True}}):
+    for rec in db[schema.META].find({"kind": {"$in": list(schema.EDGE_JOINS)}, "status": "complete",
+                                     "positions": {"$ne": True}}):
         nodes = rec.get("nodes") or "nodes"
         if rec["_id"] in existing and nodes in existing:
             n = add_edge_positions(store, db, rec["_id"], nodes=nodes)
             lines.append(f"{'positions added':<15} {rec['_id']:<28} {n:>12,} docs  from {nodes}")
     if db[schema.META].find_one({"kind": {"$in": ["rag_nodes", "rag_edges"]}, "status": "complete"}):
         _ensure_daisy_meta(db)
+    return lines
+
+
+def reindex(store: Store, db) -> list[str]:
+    """Give a database that lsdgraph did not load (mongorestore, daisy) what ingest would have:
+    every collection's indexes by kind, endpoint positions on edges, daisy's ``meta``. Idempotent;
+    returns one line per action."""
+    lines = []
+    names = sorted(n for n in db.list_collection_names() if not n.startswith(schema.STAGING_PREFIX))
+    for name in names:
+        kind = schema.kind_of(name)
+        if kind.name in schema.EDGE_JOINS:
+            rec = db[schema.META].find_one({"_id": name}) or {}
+            nodes = rec.get("nodes") or ("nodes" if kind.name == "rag_edges" else name[:-len("edges")] + "nodes")
+            has = db[name].find_one({schema.EDGE_POSITIONS["u"][0]: {"$exists": True}}, {"_id": 1})
+            if nodes in names and not (rec.get("positions") or has):
+                n = add_edge_positions(store, db, name, nodes=nodes)
+                lines.append(f"{'positions added':<15} {name:<28} {n:>12,} docs  from {nodes}")
+                continue
+        if schema.indexes(kind.name):
+            doc = db[name].find_one({}) or {}
+            ends = tuple(kind.alternative_integers) if kind.alternative_integers and kind.integers[0] not in doc \
+                and kind.alternative_integers[0] in doc else kind.integers
+            store.retry(lambda: _create_indexes(db[name], kind, ends), f"{db.name}.{name}: building indexes")
+            lines.append(f"{'indexed':<15} {name:<28} " + ", ".join(sp["name"] for sp in schema.indexes(kind.name)))
+    if "nodes" in names and _ensure_daisy_meta(db):
+        lines.append(f"{'daisy meta':<15} {schema.DAISY_META:<28} {{directed: false}}")
     return lines
 
 

@@ -74,6 +74,16 @@ def _columns(batches: list[bsonio.Docs], spec: dict[str, str]) -> dict[str, np.n
     return out
 
 
+def _hint(cache: dict, coll, name: str | None) -> str | None:
+    """``name`` when ``coll`` has that index (a database daisy wrote may lack ours), else None;
+    index lists are cached per reader."""
+    if name is None:
+        return None
+    if coll.name not in cache:
+        cache[coll.name] = set(coll.index_information())
+    return name if name in cache[coll.name] else None
+
+
 def _records(cols: dict[str, np.ndarray], keys: Sequence[str]) -> list[dict]:
     """Per-row attribute dicts for networkx (Python scalars; NaN scores become None as stored)."""
     lists = []
@@ -100,6 +110,10 @@ class Rag:
     _edge_attrs: dict | None = field(default=None, repr=False)
     _positions: bool | None = field(default=None, repr=False)
     _range: tuple | None = field(default=None, repr=False)
+    _indexes: dict = field(default_factory=dict, repr=False)
+
+    def hint(self, coll, name: str | None) -> str | None:
+        return _hint(self._indexes, coll, name)
 
     # -- what is stored ------------------------------------------------------------------------
     @property
@@ -134,9 +148,18 @@ class Rag:
     def score_range(self) -> tuple[float, float] | None:
         """(min, max) stored merge score, from the ``merge_score`` index (None: no scores)."""
         if self._range is None:
+            rec = self.db[schema.META].find_one({"_id": self.edges_name, "status": "complete"}) or {}
+            known = (rec.get("stats") or {}).get("scores")
+            if known:  # kept by ingest: no query
+                self._range = (known["min"], known["max"]) if known["min"] is not None else ()
+                return self._range or None
             q = {schema.SCORE: {"$gte": -math.inf}}
-            lo = list(self.edges.find(q, {schema.SCORE: 1}).sort(schema.SCORE, 1).hint(schema.SCORE).limit(1))
-            hi = list(self.edges.find(q, {schema.SCORE: 1}).sort(schema.SCORE, -1).hint(schema.SCORE).limit(1))
+            h = self.hint(self.edges, schema.SCORE)
+            ends = []
+            for direction in (1, -1):
+                cur = self.edges.find(q, {schema.SCORE: 1}).sort(schema.SCORE, direction).limit(1)
+                ends.append(list(cur.hint(h) if h else cur))
+            lo, hi = ends
             self._range = (float(lo[0][schema.SCORE]), float(hi[0][schema.SCORE])) if lo else ()
         return self._range or None
 
@@ -183,7 +206,7 @@ class Rag:
         if edges not in schema.EDGE_POLICIES:
             raise LsdgraphError(f"edge policy {edges!r}: use one of {', '.join(schema.EDGE_POLICIES)}")
         nf, nh = self._node_query(roi)
-        ncols = _columns(list(self.store.find_raw(self.nodes, nf, list(self.node_spec()), hint=nh)),
+        ncols = _columns(list(self.store.find_raw(self.nodes, nf, list(self.node_spec()), hint=self.hint(self.nodes, nh))),
                          self.node_spec())
         ecols = self._read_edges(roi, t, edges, ncols["id"])
         return pd.DataFrame(ncols), pd.DataFrame(ecols)
@@ -196,7 +219,7 @@ class Rag:
         parts = []
         for filt, hint, end in self._edge_queries(roi, t, policy):
             fields = list(spec) + (list(pu) if end == "v" else []) + (list(pv) if policy == "both" else [])
-            batches = list(self.store.find_raw(self.edges, filt, fields, hint=hint))
+            batches = list(self.store.find_raw(self.edges, filt, fields, hint=self.hint(self.edges, hint)))
             cols = _columns(batches, {**spec, **{f: "float64" for f in fields if f not in spec}})
             keep = None
             if end == "v":  # edges with u inside came with the first query
@@ -264,7 +287,8 @@ class Rag:
             yield cols["u"], cols["v"], cols[schema.SCORE]
             return
         for filt, hint, _ in self._edge_queries(roi, t, "u"):
-            for d in self.store.find_raw(self.edges, filt, list(spec), hint=hint, batch_size=batch_size):
+            for d in self.store.find_raw(self.edges, filt, list(spec), hint=self.hint(self.edges, hint),
+                                         batch_size=batch_size):
                 c = _columns([d], spec)
                 yield c["u"], c["v"], c[schema.SCORE]
 
@@ -280,7 +304,7 @@ class Rag:
         roi = as_roi(roi)
         nf, nh = self._node_query(roi)
         spec = {"id": "uint64", **{f: "float64" for f in schema.NODE_POSITION}}
-        cols = _columns(list(self.store.find_raw(self.nodes, nf, list(spec), hint=nh)), spec)
+        cols = _columns(list(self.store.find_raw(self.nodes, nf, list(spec), hint=self.hint(self.nodes, nh))), spec)
         return cols["id"], np.stack([cols[f] for f in schema.NODE_POSITION], 1) if len(cols["id"]) else np.empty((0, 3))
 
     # -- what the planner does -------------------------------------------------------------------
@@ -294,7 +318,7 @@ class Rag:
         nf, nh = self._node_query(roi)
         queries = [(self.nodes, nf, nh)] + [(self.edges, f, h) for f, h, _ in self._edge_queries(roi, t, edges)]
         for coll, filt, hint in queries:
-            ex = self.store.explain(coll, filt, hint)
+            ex = self.store.explain(coll, filt, self.hint(coll, hint))
             st = ex.get("executionStats", {})
             out.append({"collection": coll.name, "hint": hint, "filter": filt,
                         "docs_examined": st.get("totalDocsExamined"), "keys_examined": st.get("totalKeysExamined"),
@@ -313,24 +337,25 @@ class Rag:
         width = (hi - lo) / bins if hi > lo else 1.0
         bounds = [lo + i * width for i in range(bins)] + [math.nextafter(hi, math.inf)]
         q = {schema.SCORE: {"$gte": -math.inf}}
+        h = {"hint": self.hint(self.edges, schema.SCORE)} if self.hint(self.edges, schema.SCORE) else {}
         hist = {r["_id"]: r["n"] for r in self.edges.aggregate(
             [{"$match": q}, {"$bucket": {"groupBy": f"${schema.SCORE}", "boundaries": bounds,
-                                         "output": {"n": {"$sum": 1}}}}], hint=schema.SCORE)}
+                                         "output": {"n": {"$sum": 1}}}}], **h)}
         scored = sum(hist.values())
         counts = []
         for t in thresholds or []:
             counts.append({"threshold": float(t), "edges": self.edges.count_documents(
-                {schema.SCORE: {"$lte": float(t)}}, hint=schema.SCORE)})
+                {schema.SCORE: {"$lte": float(t)}}, **h)})
         return {"edges": total, "scored": scored, "nulls": total - scored, "min": rng[0], "max": rng[1],
                 "histogram": [{"from": b, "to": e, "edges": hist.get(b, 0)} for b, e in zip(bounds[:-1], bounds[1:])],
                 "counts": counts}
 
     def bbox(self) -> Roi | None:
         """Bounding box of the node centres (from the ingest record when there, else the server)."""
-        rec = self.db[schema.META].find_one({"_id": self.nodes_name}) or {}
-        if rec.get("bbox"):
-            lo, hi = rec["bbox"]["min"], rec["bbox"]["max"]
-            return Roi(tuple(lo), tuple(_cover(b, h) for b, h in zip(lo, hi)))
+        rec = self.db[schema.META].find_one({"_id": self.nodes_name, "status": "complete"}) or {}
+        box = (rec.get("stats") or {}).get("bbox")
+        if box:
+            return Roi(tuple(box["min"]), tuple(_cover(b, h) for b, h in zip(box["min"], box["max"])))
         group = {"_id": None}
         for f in schema.NODE_POSITION:
             group[f + "_lo"] = {"$min": f"${f}"}
@@ -380,6 +405,7 @@ class SkeletonSet:
     store: Store
     db: object
     prefix: str
+    _indexes: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, store: Store, db, prefix: str | None = None) -> "SkeletonSet":
@@ -424,14 +450,29 @@ class SkeletonSet:
             filt["neuron_id"] = {"$in": ids}
             hint = "neuron_id" if roi is None else hint
         spec = {"id": "int64", "neuron_id": "int64", **{f: "float64" for f in kind.position}}
-        nodes = _columns(list(self.store.find_raw(self.nodes, filt, list(spec), hint=hint)), spec)
+        nodes = _columns(list(self.store.find_raw(self.nodes, filt, list(spec),
+                                                  hint=_hint(self._indexes, self.nodes, hint))), spec)
         a, b = self.endpoints()
         espec = {a: "int64", b: "int64"}
-        # skeletons are small next to a RAG: read their edges once and keep those among the nodes
-        edges = _columns(list(self.store.find_raw(self.edges, {}, list(espec))), espec)
+        efilt, ehint = {}, None
+        if self.has_joins():  # one indexed read, as for RAG edges
+            if roi is not None:
+                efilt, ehint = mongo_filter(roi, schema.EDGE_POSITIONS["u"]), "u_position"
+            if neuron_ids is not None:
+                efilt["neuron_id"] = filt["neuron_id"]
+                ehint = ehint or "neuron_id"
+        edges = _columns(list(self.store.find_raw(self.edges, efilt, list(espec),
+                                                  hint=_hint(self._indexes, self.edges, ehint))), espec)
         ids = np.sort(nodes["id"])
         keep = _isin_sorted(edges[a], ids) & _isin_sorted(edges[b], ids)
         return pd.DataFrame(nodes), pd.DataFrame({"u": edges[a][keep], "v": edges[b][keep]})
+
+    def has_joins(self) -> bool:
+        """Whether the edges carry their endpoints' positions and neuron ids (added by ingest)."""
+        rec = self.db[schema.META].find_one({"_id": self.edges.name}) or {}
+        if rec.get("positions") is not None:
+            return bool(rec["positions"])
+        return self.edges.find_one({"neuron_id": {"$exists": True}}) is not None
 
     def read(self, roi=None, neuron_ids=None) -> nx.Graph:
         """networkx graph: node keys Python ints with ``neuron_id``, ``z``, ``y``, ``x``."""

@@ -9,6 +9,7 @@ from functools import lru_cache
 from importlib import resources
 
 SCHEMA_FILE = "schema.json"
+OWN_PREFIX = "lsdgraph_"
 
 
 @lru_cache(maxsize=1)
@@ -42,7 +43,10 @@ def kind(name: str) -> Kind:
 
 
 def kind_of(collection: str) -> Kind:
-    """The kind of a collection from its name: ``nodes``, ``edges_*``, ``<volume>.nodes``, ..."""
+    """The kind of a collection from its name: ``nodes``, ``edges_*``, ``<volume>.nodes``, ...;
+    lsdgraph's own collections (``lsdgraph_*``) are ``other``."""
+    if collection.startswith(OWN_PREFIX):
+        return kind("other")
     for name, spec in load()["kinds"].items():
         if spec["match"] and re.match(spec["match"], collection):
             return kind(name)
@@ -69,6 +73,7 @@ STAGING_PREFIX = names()["staging_prefix"]
 LUT_PREFIX = names()["lut_prefix"]
 TREE_PREFIX = names()["merge_tree_prefix"]
 EDGE_POSITIONS = {end: tuple(fields) for end, fields in load()["edge_positions"].items() if end in ("u", "v")}
+EDGE_JOINS = {k: v for k, v in load()["edge_joins"].items() if k != "about"}
 NODE_POSITION = kind("rag_nodes").position
 SCORE = load()["threshold"]["field"]
 EDGE_POLICIES = tuple(load()["roi"]["edge_policies"])

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import bson
+import numpy as np
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as perr
@@ -82,33 +83,22 @@ class Store:
                 time.sleep(min(0.25 * 2 ** attempt, 4))
 
     def find_raw(self, coll, filter: dict, fields: Sequence[str], *, hint: str | None = None,
-                 sort: list | None = None, batch_size: int = 100_000) -> Iterator[bsonio.Docs]:
+                 batch_size: int = 100_000) -> Iterator[bsonio.Docs]:
         """Stream matching documents as raw batches, scanned into ``fields`` columns.
 
-        One query (plus getMores) per call; on mongomock, which has no raw batches, documents are
-        encoded back to BSON so everything downstream is the same code.
+        One query (plus getMores) per call. mongomock has no raw batches and a slow per-document
+        query engine, so there the stored documents are encoded once and the filter (the simple
+        shapes lsdgraph sends: ranges, ``$in``, ``$exists``, equality) is applied to the columns.
         """
+        if self.mock:
+            yield from _mock_find_raw(coll, filter, fields, batch_size)
+            return
         projection = {f: 1 for f in fields}
         if "_id" not in fields:
             projection["_id"] = 0
-        if self.mock:
-            cur = coll.find(filter, projection)
-            if sort:
-                cur = cur.sort(sort)
-            batch = []
-            for doc in cur:
-                batch.append(bson.encode(doc))
-                if len(batch) == batch_size:
-                    yield bsonio.scan(b"".join(batch), fields)[0]
-                    batch = []
-            if batch:
-                yield bsonio.scan(b"".join(batch), fields)[0]
-            return
         cur = coll.find_raw_batches(filter, projection, batch_size=batch_size)
         if hint:
             cur = cur.hint(hint)
-        if sort:
-            cur = cur.sort(sort)
         for raw in cur:
             docs, _, err = bsonio.scan(raw, fields)
             if err is not None:
@@ -123,6 +113,54 @@ class Store:
         if hint:
             cmd["hint"] = hint
         return coll.database.command("explain", cmd, verbosity="executionStats")
+
+
+_NUMBER_TYPES = (bsonio.T_DOUBLE, bsonio.T_INT32, bsonio.T_INT64)
+_RANGE = {"$gte": np.greater_equal, "$gt": np.greater, "$lte": np.less_equal, "$lt": np.less}
+
+
+def _mock_match(docs: bsonio.Docs, filter: dict) -> np.ndarray | None:
+    """Which documents match ``filter`` (numbers only), or None for a shape not handled here."""
+    keep = np.ones(len(docs), bool)
+    for field, cond in filter.items():
+        if field.startswith("$"):
+            return None
+        t = docs.type_of(field)
+        number = np.isin(t, _NUMBER_TYPES)
+        if isinstance(cond, dict):
+            for op, arg in cond.items():
+                if op in _RANGE and isinstance(arg, (int, float)) and not isinstance(arg, bool):
+                    keep &= number & _RANGE[op](docs.floats(field), float(arg))
+                elif op == "$in" and all(isinstance(x, int) and not isinstance(x, bool) for x in arg):
+                    keep &= np.isin(t, (bsonio.T_INT32, bsonio.T_INT64)) & np.isin(docs.ints(field), list(arg))
+                elif op == "$exists" and isinstance(arg, bool):
+                    keep &= (t != bsonio.T_MISSING) == arg
+                else:
+                    return None
+        elif isinstance(cond, (int, float)) and not isinstance(cond, bool):
+            keep &= number & (docs.floats(field) == float(cond))
+        else:
+            return None
+    return keep
+
+
+def _mock_find_raw(coll, filter: dict, fields: Sequence[str], batch_size: int) -> Iterator[bsonio.Docs]:
+    need = list(dict.fromkeys(list(fields) + [f for f in filter if not f.startswith("$")]))
+    stored = getattr(getattr(coll, "_store", None), "documents", None)
+    docs = None
+    if stored is not None:
+        raw = b"".join(bson.encode(d) for d in stored)
+        docs = bsonio.scan(raw, need)[0]
+        keep = _mock_match(docs, filter)
+        docs = None if keep is None else docs.take(keep)
+    if docs is None:  # a shape the column filter does not handle: mongomock's own engine
+        projection = {f: 1 for f in fields}
+        raw = b"".join(bson.encode(d) for d in coll.find(filter, projection))
+        docs = bsonio.scan(raw, need)[0]
+    for i in range(0, max(len(docs), 1), batch_size):
+        part = docs.take(slice(i, i + batch_size))
+        if len(part):
+            yield part
 
 
 def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:

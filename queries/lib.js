@@ -89,6 +89,7 @@ function requireCollection(name, kindName) {
 }
 
 function kindOf(name) {
+  if (name.startsWith('lsdgraph_')) return 'other';  // lsdgraph's own collections
   for (const k of Object.keys(SCHEMA.kinds)) {
     const m = SCHEMA.kinds[k].match;
     if (m && new RegExp(m).test(name)) return k;

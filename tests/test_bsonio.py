@@ -91,16 +91,19 @@ def test_object_ids_look_like_mongodb_ones():
     assert (o[:, 4:9] == o[0, 4:9]).all()  # one "process" part, as one writer makes
 
 
-def test_append_fields_adds_doubles_and_object_ids():
+def test_append_fields_adds_doubles_int64s_and_object_ids():
     data = _docs_bytes([{"u": 1, "v": 2}, {"_id": 7, "u": 3, "v": 4}, {"u": 5, "v": 6}])
     docs, _, _ = bsonio.scan(data, ["_id", "u", "v"])
-    values = np.array([[1.5, 10], [2.5, 11], [3.5, 12]], np.float64)
-    present = np.array([[True, True], [True, False], [False, True]])
-    out = bsonio.append_fields(docs, ["u_z", "_id"], values, present, oid_field="_id",
-                               oid_prefix=b"\x01\x02\x03\x04")
+    present = np.array([[True, True, True], [True, False, True], [False, True, False]])
+    big = 2**62 + 1  # not representable as a double: must arrive exactly
+    out = bsonio.append_fields(docs, {"u_z": ("double", np.array([1.5, 2.5, 3.5])),
+                                      "_id": ("oid", np.array([10, 11, 12])),
+                                      "neuron_id": ("int64", np.array([big, -3, 0]))},
+                               present, oid_prefix=b"\x01\x02\x03\x04")
     got = bson.decode_all(out.block().tobytes())
-    assert got[0] == {"u": 1, "v": 2, "u_z": 1.5, "_id": ObjectId(b"\x01\x02\x03\x04" + (10).to_bytes(8, "big"))}
-    assert got[1] == {"_id": 7, "u": 3, "v": 4, "u_z": 2.5}
+    assert got[0] == {"u": 1, "v": 2, "u_z": 1.5, "_id": ObjectId(b"\x01\x02\x03\x04" + (10).to_bytes(8, "big")),
+                      "neuron_id": big}
+    assert got[1] == {"_id": 7, "u": 3, "v": 4, "u_z": 2.5, "neuron_id": -3}
     assert got[2] == {"u": 5, "v": 6, "_id": ObjectId(b"\x01\x02\x03\x04" + (12).to_bytes(8, "big"))}
     assert out.starts.tolist() == [0, len(bson.encode(got[0])), len(bson.encode(got[0])) + len(bson.encode(got[1]))]
     assert out.contiguous() and len(out) == 3

@@ -61,11 +61,14 @@ def test_load_on_a_real_server_raw_indexes_meta_and_rerun(dumps, server_db, monk
     staging_edges = schema.STAGING_PREFIX + "edges_hist_quant_75"
     inserts = [e for e in events if e[0] == "insert" and e[1] == staging_edges]
     assert len(inserts) == -(-len(rag.u) // 1000) and all(n <= 1000 and ordered is False for _, _, n, ordered in inserts)
-    # every collection's indexes come after its last insert (bulk load first, then the build)
+    # every collection's indexes come after its last insert (bulk load first, then the build): the
+    # unique ones on the staging collection, the rest once it has its real name
     for coll in {e[1] for e in events if e[0] == "insert"}:
+        final = coll[len(schema.STAGING_PREFIX):]
         last_insert = max(i for i, e in enumerate(events) if e[:2] == ("insert", coll))
-        builds = [i for i, e in enumerate(events) if e[:2] == ("indexes", coll)]
+        builds = [i for i, e in enumerate(events) if e[0] == "indexes" and e[1] in (coll, final)]
         assert builds and min(builds) > last_insert, coll
+        assert any(events[i][1] == final for i in builds), coll
 
     with server.client() as c:
         db = c[name]

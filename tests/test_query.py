@@ -230,3 +230,23 @@ def test_roi_duck_typing():
     assert r.begin[1] == -math.inf and r.end[1] == math.inf and r.end[0] == 5
     assert parse_roi("0,0,0:10,20,30") == Roi((0, 0, 0), (10, 20, 30))
     assert as_roi({"offset": [0, 0, 0], "shape": [1, 1, 1]}) == Roi((0, 0, 0), (1, 1, 1))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lo=st.floats(-10, 1.1), width=st.floats(0, 1.2), op=st.sampled_from(["$lte", "$lt", "$gte", "$gt"]),
+       ids=st.lists(st.integers(0, 3000), max_size=30), exists=st.booleans())
+def test_mock_column_filter_matches_mongomock_engine(rag, lo, width, op, ids, exists):
+    """The in-process store's vectorized filter selects exactly what mongomock's engine selects."""
+    from lsdgraph.store import _mock_find_raw
+
+    coll = rag.edges
+    u_ids = sorted({d["u"] for d in coll.find({}, {"u": 1})})
+    chosen = [u_ids[i % len(u_ids)] for i in ids]
+    filters = [{"merge_score": {op: lo}}, {"u_z": {"$gte": lo * 900, "$lt": (lo + width) * 900}},
+               {"u": {"$in": chosen}, "merge_score": {"$lte": lo + width}}, {"u_z": {"$exists": exists}}, {}]
+    for filt in filters:
+        got = [len(d) for d in _mock_find_raw(coll, filt, ["_id"], 10_000)]
+        assert sum(got) == coll.count_documents(filt), filt
+        got_ids = {bson.decode(d.raw(i))["_id"] for d in _mock_find_raw(coll, filt, ["_id"], 500)
+                   for i in range(len(d))}
+        assert got_ids == {d["_id"] for d in coll.find(filt, {"_id": 1})}
