@@ -84,6 +84,34 @@ def _hint(cache: dict, coll, name: str | None) -> str | None:
     return name if name in cache[coll.name] else None
 
 
+def _check_policy(policy: str) -> None:
+    if policy not in schema.EDGE_POLICIES:
+        raise LsdgraphError(f"edge policy {policy!r}: use one of {', '.join(schema.EDGE_POLICIES)}")
+
+
+def _plan_index(stage: dict | None) -> str | None:
+    """The index the winning plan scans (None: a collection scan)."""
+    while stage:
+        if stage.get("stage") == "IXSCAN":
+            return stage.get("indexName")
+        stage = stage.get("inputStage") or (stage.get("inputStages") or [None])[0]
+    return None
+
+
+def explain_queries(store: Store, queries: Sequence[tuple]) -> list[dict]:
+    """executionStats of each ``(collection, filter, hint)`` find: collection, hint, the index the
+    server used (None: collection scan), filter, docs_examined, keys_examined, returned."""
+    out = []
+    for coll, filt, hint in queries:
+        ex = store.explain(coll, filt, hint)
+        st = ex.get("executionStats", {})
+        out.append({"collection": coll.name, "hint": hint,
+                    "index": _plan_index((ex.get("queryPlanner") or {}).get("winningPlan")), "filter": filt,
+                    "docs_examined": st.get("totalDocsExamined"), "keys_examined": st.get("totalKeysExamined"),
+                    "returned": st.get("nReturned")})
+    return out
+
+
 def _records(cols: dict[str, np.ndarray], keys: Sequence[str]) -> list[dict]:
     """Per-row attribute dicts for networkx (Python scalars; NaN scores become None as stored)."""
     lists = []
@@ -203,8 +231,7 @@ class Rag:
         DataFrames (ids uint64, positions float64 nm, null scores NaN)."""
         roi = as_roi(roi)
         t = self.check_threshold(max_score)
-        if edges not in schema.EDGE_POLICIES:
-            raise LsdgraphError(f"edge policy {edges!r}: use one of {', '.join(schema.EDGE_POLICIES)}")
+        _check_policy(edges)
         nf, nh = self._node_query(roi)
         ncols = _columns(list(self.store.find_raw(self.nodes, nf, list(self.node_spec()), hint=self.hint(self.nodes, nh))),
                          self.node_spec())
@@ -310,20 +337,14 @@ class Rag:
     # -- what the planner does -------------------------------------------------------------------
     def explain(self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY
                 ) -> list[dict]:
-        """Per query of a read: collection, index used, documents examined and returned (real
-        servers only; mongomock has no planner and gives empty figures)."""
+        """Per query of a read (see :func:`explain_queries`): documents examined and returned
+        and the index the server chose (real servers only; mongomock has no planner)."""
         roi = as_roi(roi)
         t = self.check_threshold(max_score)
-        out = []
+        _check_policy(edges)
         nf, nh = self._node_query(roi)
         queries = [(self.nodes, nf, nh)] + [(self.edges, f, h) for f, h, _ in self._edge_queries(roi, t, edges)]
-        for coll, filt, hint in queries:
-            ex = self.store.explain(coll, filt, self.hint(coll, hint))
-            st = ex.get("executionStats", {})
-            out.append({"collection": coll.name, "hint": hint, "filter": filt,
-                        "docs_examined": st.get("totalDocsExamined"), "keys_examined": st.get("totalKeysExamined"),
-                        "returned": st.get("nReturned")})
-        return out
+        return explain_queries(self.store, [(c, f, self.hint(c, h)) for c, f, h in queries])
 
     # -- summaries -------------------------------------------------------------------------------
     def threshold_stats(self, thresholds: Sequence[float] | None = None, bins: int = 20) -> dict:
@@ -438,22 +459,14 @@ class SkeletonSet:
         doc = self.edges.find_one({}) or {}
         return ("source", "target") if "u" not in doc and "source" in doc else ("u", "v")
 
-    def arrays(self, roi=None, neuron_ids=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Skeleton nodes (id, neuron_id, z, y, x) in ``roi`` / of ``neuron_ids``, and the edges
-        between them (u, v node ids)."""
-        roi = as_roi(roi)
+    def _queries(self, roi: Roi | None, neuron_ids) -> list[tuple[object, dict, str | None]]:
+        """(collection, filter, hint) of the nodes find and of the edges find."""
         kind = schema.kind("skeleton_nodes")
         filt = mongo_filter(roi, kind.position)
         hint = "position" if roi is not None else None
         if neuron_ids is not None:
-            ids = [int(n) for n in np.atleast_1d(neuron_ids)]
-            filt["neuron_id"] = {"$in": ids}
-            hint = "neuron_id" if roi is None else hint
-        spec = {"id": "int64", "neuron_id": "int64", **{f: "float64" for f in kind.position}}
-        nodes = _columns(list(self.store.find_raw(self.nodes, filt, list(spec),
-                                                  hint=_hint(self._indexes, self.nodes, hint))), spec)
-        a, b = self.endpoints()
-        espec = {a: "int64", b: "int64"}
+            filt["neuron_id"] = {"$in": [int(n) for n in np.atleast_1d(neuron_ids)]}
+            hint = hint or "neuron_id"
         efilt, ehint = {}, None
         if self.has_joins():  # one indexed read, as for RAG edges
             if roi is not None:
@@ -461,11 +474,25 @@ class SkeletonSet:
             if neuron_ids is not None:
                 efilt["neuron_id"] = filt["neuron_id"]
                 ehint = ehint or "neuron_id"
-        edges = _columns(list(self.store.find_raw(self.edges, efilt, list(espec),
-                                                  hint=_hint(self._indexes, self.edges, ehint))), espec)
+        return [(self.nodes, filt, _hint(self._indexes, self.nodes, hint)),
+                (self.edges, efilt, _hint(self._indexes, self.edges, ehint))]
+
+    def arrays(self, roi=None, neuron_ids=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Skeleton nodes (id, neuron_id, z, y, x) in ``roi`` / of ``neuron_ids``, and the edges
+        between them (u, v node ids)."""
+        (ncoll, filt, hint), (ecoll, efilt, ehint) = self._queries(as_roi(roi), neuron_ids)
+        spec = {"id": "int64", "neuron_id": "int64", **{f: "float64" for f in schema.kind("skeleton_nodes").position}}
+        nodes = _columns(list(self.store.find_raw(ncoll, filt, list(spec), hint=hint)), spec)
+        a, b = self.endpoints()
+        espec = {a: "int64", b: "int64"}
+        edges = _columns(list(self.store.find_raw(ecoll, efilt, list(espec), hint=ehint)), espec)
         ids = np.sort(nodes["id"])
         keep = _isin_sorted(edges[a], ids) & _isin_sorted(edges[b], ids)
         return pd.DataFrame(nodes), pd.DataFrame({"u": edges[a][keep], "v": edges[b][keep]})
+
+    def explain(self, roi=None, neuron_ids=None) -> list[dict]:
+        """The nodes and edges finds of :meth:`arrays`, explained (see :func:`explain_queries`)."""
+        return explain_queries(self.store, self._queries(as_roi(roi), neuron_ids))
 
     def has_joins(self) -> bool:
         """Whether the edges carry their endpoints' positions and neuron ids (added by ingest)."""

@@ -1,0 +1,147 @@
+"""The agglomeration batch job: from a database or straight from dump files, LUT files in lsd's
+format, LUTs and the merge tree in MongoDB, tree reuse, ROI runs, relabelling a fragments volume."""
+from __future__ import annotations
+
+import json
+
+import bson
+import networkx as nx
+import numpy as np
+import pytest
+
+from lsdgraph import agglomerate, cli, schema, segment, store
+from lsdgraph.errors import LsdgraphError
+from lsdgraph.ingest import ingest
+from lsdgraph.synth import synth
+from lsdgraph.volume import open_volume
+
+EDGES = "edges_hist_quant_75"
+THRESHOLDS = "0:1:0.1"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return synth(tmp_path_factory.mktemp("synth"), "hemi", "tiny", seed=3)
+
+
+@pytest.fixture(scope="module")
+def loaded(data):
+    s = store.connect("mongomock://test_segment")
+    ingest(str(data.rag_dir), store=s, name="seg", quiet=True)
+    return s
+
+
+def reference_segments(data, t: float, roi=None) -> dict[int, int]:
+    """Fragment → smallest fragment id of its connected component over edges with a float32 score
+    <= float32(t), by networkx straight from the dump files."""
+    nodes = bson.decode_all((data.rag_dir / "nodes.bson").read_bytes())
+    edges = bson.decode_all((data.rag_dir / f"{EDGES}.bson").read_bytes())
+    if roi is not None:
+        nodes = [n for n in nodes if roi.contains(np.array([[n["center_z"], n["center_y"], n["center_x"]]]))[0]]
+    ids = {n["id"] for n in nodes}
+    g = nx.Graph()
+    g.add_nodes_from(ids)
+    g.add_edges_from((e["u"], e["v"]) for e in edges
+                     if e["u"] in ids and e["v"] in ids and e["merge_score"] is not None
+                     and np.float32(e["merge_score"]) <= np.float32(t))
+    return {f: min(c) for c in nx.connected_components(g) for f in c}
+
+
+def test_segment_from_database_matches_networkx_and_writes_everything(data, loaded, tmp_path):
+    r = segment.segment(store=loaded, name="seg", edges=EDGES, thresholds=THRESHOLDS, out=tmp_path, quiet=True)
+    values, names = agglomerate.parse_thresholds(THRESHOLDS)
+    assert [p.name for p in r.lut_paths] == [f"seg_{EDGES}_{n}.npz" for n in names]
+    assert all(p.parent == tmp_path / "luts" / "fragment_segment" for p in r.lut_paths)
+    for t, path in zip(values, r.lut_paths):
+        lut = np.load(path)["fragment_segment_lut"]
+        assert lut.shape == (2, data.n_fragments) and lut.dtype == np.uint64
+        expected = reference_segments(data, t)
+        assert dict(zip(lut[0].tolist(), lut[1].tolist())) == expected
+    assert r.summary["n_segments"].tolist() == [len(set(reference_segments(data, t).values())) for t in values]
+    assert (tmp_path / f"summary_{EDGES}.csv").exists()
+    saved = json.loads((tmp_path / f"summary_{EDGES}.json").read_text())
+    assert [row["name"] for row in saved] == names
+    assert (tmp_path / f"merge_tree_{EDGES}.npz").exists() and not r.reused_tree
+
+
+def test_luts_and_tree_in_mongodb(data, loaded, tmp_path):
+    r = segment.segment(store=loaded, name="seg", edges=EDGES, thresholds=THRESHOLDS, out=tmp_path, quiet=True,
+                        db_luts="0.3,0.5")
+    db = loaded.db("seg")
+    luts = db[schema.LUT_PREFIX + EDGES]
+    assert {d["threshold"] for d in luts.find({}, {"threshold": 1})} == {0.3, 0.5}
+    assert {i["name"] for i in luts.list_indexes()} >= {"fragment", "segment"}
+    rec = db[schema.META].find_one({"_id": luts.name})
+    assert rec["thresholds"] == [0.3, 0.5] and rec["documents"] == r.db_luts
+    expected = reference_segments(data, 0.5)
+    for f in list(expected)[::37]:
+        assert segment.segment_of(loaded, db, EDGES, f, 0.5) == expected[f]
+    # walking the tree documents from a fragment gives the same segment at any threshold
+    tree = {d["fragment"]: (d["parent"], d["score"]) for d in db[schema.TREE_PREFIX + EDGES].find()}
+    for f in list(expected)[::53]:
+        s = f
+        while s in tree and np.float32(tree[s][1]) <= np.float32(0.5):
+            s = tree[s][0]
+        assert s == expected[f]
+
+
+def test_bson_folder_gives_the_same_luts_and_reruns_reuse_the_tree(data, loaded, tmp_path):
+    a = segment.segment(store=loaded, name="seg", edges=EDGES, thresholds="0.4", out=tmp_path / "db",
+                        quiet=True, db_luts="none")
+    b = segment.segment(bson=str(data.rag_dir), edges=EDGES, thresholds="0.4", out=tmp_path / "files", quiet=True)
+    assert np.array_equal(np.load(a.lut_paths[0])["fragment_segment_lut"], np.load(b.lut_paths[0])["fragment_segment_lut"])
+    again = segment.segment(bson=str(data.rag_dir), edges=EDGES, thresholds="0.2,0.4", out=tmp_path / "files",
+                            quiet=True)
+    assert again.reused_tree and len(again.lut_paths) == 2
+    (data.rag_dir / f"{EDGES}.bson").touch()  # a changed input is a new tree
+    assert not segment.segment(bson=str(data.rag_dir), edges=EDGES, thresholds="0.4", out=tmp_path / "files",
+                               quiet=True).reused_tree
+
+
+def test_roi_run_uses_the_roi_subgraph(data, loaded, tmp_path):
+    from lsdgraph.query import open_rag
+
+    box = open_rag(name="seg", edges=EDGES, store=loaded).bbox()
+    roi = ((box.begin[0], box.begin[1], box.begin[2]), (box.shape[0] / 2, box.shape[1], box.shape[2]))
+    r = segment.segment(store=loaded, name="seg", edges=EDGES, thresholds="0.5", roi=roi, out=tmp_path,
+                        quiet=True, db_luts="none")
+    lut = np.load(r.lut_paths[0])["fragment_segment_lut"]
+    from lsdgraph.roi import as_roi
+
+    expected = reference_segments(data, 0.5, as_roi(roi))
+    assert 0 < lut.shape[1] < data.n_fragments
+    assert dict(zip(lut[0].tolist(), lut[1].tolist())) == expected
+
+
+def test_relabel_applies_a_lut_chunk_by_chunk(data, tmp_path):
+    r = segment.segment(bson=str(data.rag_dir), edges=EDGES, thresholds="0.5", out=tmp_path, quiet=True)
+    out = tmp_path / "relabelled.zarr"
+    done = segment.relabel(str(data.fragments_path), str(r.lut_paths[0]), str(out), quiet=True)
+    src, dst = open_volume(str(data.fragments_path)), open_volume(str(out))
+    assert dst.shape == src.shape and np.array_equal(dst.offset, src.offset)
+    assert np.array_equal(dst.resolution, src.resolution)
+    frags = src.read((0, 0, 0), src.shape)
+    labels = dst.read((0, 0, 0), dst.shape)
+    lut = dict(zip(*np.load(r.lut_paths[0])["fragment_segment_lut"].tolist()))
+    expected = np.vectorize(lambda f: lut.get(int(f), int(f)), otypes=[np.uint64])(frags)
+    assert np.array_equal(labels, expected) and done["voxels"] == frags.size
+    import zarr  # the lab's tools read what we write
+
+    assert np.array_equal(zarr.open_array(str(out), mode="r")[:], labels)
+
+
+def test_cli_segment_and_bad_input(data, tmp_path, capsys):
+    assert cli.main(["segment", "--bson", str(data.rag_dir), "--thresholds", "0.3,0.6", "--out", str(tmp_path),
+                     "--quiet"]) == 0
+    assert "merge tree" in capsys.readouterr().out
+    assert (tmp_path / "luts" / "fragment_segment" / f"seg_{EDGES}_0.6.npz").exists()
+    assert cli.main(["segment", "--bson", str(data.rag_dir), "--edges", "edges_nope", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "edges_hist_quant_75" in err and len(err.splitlines()) == 1
+    assert cli.main(["segment", "--bson", str(data.rag_dir), "--thresholds", "0:1:-1", "--out", str(tmp_path)]) == 1
+    assert "step" in capsys.readouterr().err
+    assert cli.main(["segment", "--name", "x", "--bson", str(data.rag_dir), "--out", str(tmp_path)]) == 1
+    assert "either --name" in capsys.readouterr().err
+    with pytest.raises(LsdgraphError, match="no .zarray"):
+        segment.relabel(str(tmp_path), str(tmp_path / "luts" / "fragment_segment" / f"seg_{EDGES}_0.6.npz"),
+                        str(tmp_path / "out.zarr"))
