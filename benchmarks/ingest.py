@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,9 @@ import numpy as np
 import pymongo
 
 from lsdgraph import bsonio, ingest, schema, validate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import start_secantus  # noqa: E402
 
 
 def edges_file(path: Path, n: int, rng: np.random.Generator) -> int:
@@ -94,31 +96,6 @@ def stage_dicts(path: Path) -> tuple[float, float, int]:
 
 # ---------------------------------------------------------------------------------------------
 # (b) end to end
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_secantus(storage: Path) -> tuple[subprocess.Popen, str]:
-    exe = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
-    port = free_port()
-    proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage),
-                             "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    uri = f"mongodb://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=500) as c:
-                c.admin.command("ping")
-            return proc, uri
-        except pymongo.errors.PyMongoError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"SecantusDB did not start on port {port}")
 
 
 class ServerTime(pymongo.monitoring.CommandListener):

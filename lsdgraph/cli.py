@@ -259,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import warnings
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        print(f"lsdgraph {args.command}: warning: {redact(str(message))}", file=sys.stderr)
+
+    warnings.showwarning = one_line
     try:
         return args.func(args) or 0
     except LsdgraphError as e:

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from . import agglomerate, bsonio, metrics, schema
-from .errors import LsdgraphError
 from .query import SkeletonSet, database, open_rag
 from .sources import S3Options
 from .store import Store, connect

@@ -6,7 +6,6 @@ from typing import Iterator
 
 from . import schema
 from .query import Rag, database
-from .sources import human_bytes
 from .store import connect
 
 

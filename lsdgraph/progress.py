@@ -11,7 +11,8 @@ class Progress:
     """Call :meth:`update` as work advances; :meth:`close` ends the line."""
 
     def __init__(self, label: str, total_bytes: int, *, enabled: bool | None = None, stream=None,
-                 done_bytes: int = 0):
+                 done_bytes: int = 0, amount=human_bytes):
+        self.amount = amount  # how to print progress: bytes by default, or e.g. edges
         self.stream = stream or sys.stderr
         self.enabled = (self.stream.isatty() if enabled is None else enabled)
         self.label, self.total = label, max(total_bytes, 1)
@@ -35,7 +36,7 @@ class Progress:
         eta_s = "--:--" if eta == float("inf") else time.strftime("%M:%S", time.gmtime(min(eta, 359999)))
         bar = "#" * int(frac * 24)
         self.stream.write(f"\r{self.label[:40]:<40} [{bar:<24}] {frac:6.1%} "
-                          f"{human_bytes(self.bytes)}/{human_bytes(self.total)} "
+                          f"{self.amount(self.bytes)}/{self.amount(self.total)} "
                           f"{self.docs / dt:,.0f} docs/s ETA {eta_s} ")
         self.stream.flush()
 

@@ -355,6 +355,8 @@ class Rag:
         if rng is None:
             return {"edges": total, "scored": 0, "nulls": total, "histogram": [], "counts": []}
         lo, hi = (0.0, 1.0) if rng[0] >= 0 and rng[1] <= 1 else rng
+        if hi <= lo:  # one score value outside [0, 1]: one bin holds it
+            bins = 1
         width = (hi - lo) / bins if hi > lo else 1.0
         bounds = [lo + i * width for i in range(bins)] + [math.nextafter(hi, math.inf)]
         q = {schema.SCORE: {"$gte": -math.inf}}

@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import agglomerate, bsonio, schema
 from .errors import LsdgraphError
+from .progress import Progress
 from .roi import as_roi
 from .store import Store
 
@@ -81,7 +82,7 @@ def save_tree(tree: agglomerate.MergeTree, out: Path, edges: str, key: str, inpu
 
 def build_tree(*, store: Store | None = None, db: str | None = None, name: str | None = None,
                edges: str = "edges_hist_quant_75", bson: str | None = None, roi=None, out: str | Path,
-               log=None) -> tuple[agglomerate.MergeTree, Path, bool, dict]:
+               log=None, progress: bool | None = False) -> tuple[agglomerate.MergeTree, Path, bool, dict]:
     """The merge tree for a RAG, reused from ``out`` when the inputs are unchanged.
 
     Returns (tree, path, reused, timings)."""
@@ -113,7 +114,7 @@ def build_tree(*, store: Store | None = None, db: str | None = None, name: str |
         ids, u, v, s = arrays.ids, arrays.u, arrays.v, arrays.scores
     else:
         ids, _ = rag.node_arrays(roi)
-        u, v, s = rag.edge_arrays(roi=roi)
+        u, v, s = _read_edges(rag, roi, progress)
     t1 = time.perf_counter()
     log(f"read {len(ids):,} fragments and {len(u):,} edges in {t1 - t0:.1f} s")
     tree = agglomerate.build_merge_tree(ids, u, v, s)
@@ -126,6 +127,20 @@ def build_tree(*, store: Store | None = None, db: str | None = None, name: str |
     if rag is not None:
         write_tree_documents(rag.store, rag.db, edges, tree)
     return tree, path, False, {"read": t1 - t0, "tree": t2 - t1}
+
+
+def _read_edges(rag, roi, progress: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All edges (or those whose u is in ``roi``) as arrays, with a progress bar on a terminal."""
+    bar = Progress(f"reading {rag.edges_name}", rag.edges.estimated_document_count(), enabled=progress,
+                   amount=lambda n: f"{n:,.0f}")
+    parts = []
+    for u, v, s in rag.iter_edge_batches(roi=roi):
+        parts.append((u, v, s))
+        bar.update(len(u), len(u))
+    bar.close()
+    if not parts:
+        return np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
 def write_tree_documents(store: Store, db, edges: str, tree: agglomerate.MergeTree) -> int:
@@ -162,7 +177,7 @@ def segment(*, store: Store | None = None, db: str | None = None, name: str | No
     values, _ = agglomerate.parse_thresholds(thresholds)
     out = Path(out)
     tree, tree_path, reused, seconds = build_tree(store=store, db=db, name=name, edges=edges, bson=bson,
-                                                  roi=roi, out=out, log=log)
+                                                  roi=roi, out=out, log=log, progress=False if quiet else None)
     t0 = time.perf_counter()
     paths = []
     if lut_files:

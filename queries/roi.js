@@ -11,7 +11,7 @@ const policy = param('policy', SCHEMA.roi.default_edge_policy);
 if (!Object.keys(SCHEMA.roi.edge_policies).includes(policy)) fail(`policy ${policy}: use one of ${Object.keys(SCHEMA.roi.edge_policies).join(', ')}`);
 const nodesColl = requireCollection('nodes', 'rag_nodes');
 const edgesColl = edgesCollection(param('edges'));
-const score = thresholdFilter(param('maxScore'));
+const score = checkedThreshold(edgesColl, param('maxScore'));
 if (!edgesColl.findOne({ [EDGE_POS.u[0]]: { $exists: true } }, { _id: 1 })) {
   fail(`${edgesColl.getName()} has no endpoint positions; run \`lsdgraph index --name ${db.getName()}\` once`);
 }

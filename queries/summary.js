@@ -19,10 +19,7 @@ if (collectionNames().includes('nodes')) {
   if (r) out.bbox = { begin: NODE_POS.map((f) => r[`${f}_min`]), end: NODE_POS.map((f) => r[`${f}_max`]) };
 }
 out.scores = collectionNames().filter((n) => kindOf(n) === 'rag_edges').map((name) => {
-  const c = db.getCollection(name);
-  const q = { [SCORE]: { $gte: -Infinity } };
-  const lo = c.find(q, { [SCORE]: 1 }).sort({ [SCORE]: 1 }).hint(SCORE).limit(1).toArray();
-  const hi = c.find(q, { [SCORE]: 1 }).sort({ [SCORE]: -1 }).hint(SCORE).limit(1).toArray();
-  return { edges_collection: name, min: lo.length ? lo[0][SCORE] : null, max: hi.length ? hi[0][SCORE] : null };
+  const r = scoreRange(db.getCollection(name));
+  return { edges_collection: name, min: r ? r[0] : null, max: r ? r[1] : null };
 });
 emit(out);

@@ -5,24 +5,24 @@
 load(require('path').join(__dirname, 'lib.js'));
 
 const coll = edgesCollection(param('edges'));
-const bins = param('bins', 20);
+let bins = param('bins', 20);
+if (!Number.isInteger(bins) || bins < 1) fail(`bins ${bins}: give a whole number >= 1`);
 const scored = { [SCORE]: { $gte: -Infinity } };
-const lo = coll.find(scored, { [SCORE]: 1 }).sort({ [SCORE]: 1 }).hint(SCORE).limit(1).toArray();
-const hi = coll.find(scored, { [SCORE]: 1 }).sort({ [SCORE]: -1 }).hint(SCORE).limit(1).toArray();
+const range = scoreRange(coll);
 const total = coll.estimatedDocumentCount();
 const out = { edges_collection: coll.getName(), edges: total };
-if (!lo.length) {
+if (!range) {
   Object.assign(out, { scored: 0, nulls: total, histogram: [], counts: [] });
 } else {
-  const min = lo[0][SCORE];
-  const max = hi[0][SCORE];
+  const [min, max] = range;
   const unit = min >= 0 && max <= 1;
   const from = unit ? 0 : min;
   const to = unit ? 1 : max;
+  if (to <= from) bins = 1;  // one score value outside [0, 1]: one bin holds it
   const width = to > from ? (to - from) / bins : 1;
   const bounds = [];
   for (let i = 0; i < bins; i++) bounds.push(from + i * width);
-  bounds.push(to + Math.max(Math.abs(to), 1) * Number.EPSILON);
+  bounds.push(nextUp(to));
   const rows = coll.aggregate([{ $match: scored },
     { $bucket: { groupBy: `$${SCORE}`, boundaries: bounds, output: { n: { $sum: 1 } } } }], { hint: SCORE }).toArray();
   const byStart = {};

@@ -282,7 +282,7 @@ def _files(root: Path) -> dict[str, bytes]:
 def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     a = synth(tmp_path / "a", "fib25", "tiny", seed=7)
     synth(tmp_path / "b", "fib25", "tiny", seed=7)
-    c = synth(tmp_path / "c", "fib25", "tiny", seed=8)
+    synth(tmp_path / "c", "fib25", "tiny", seed=8)
     fa, fb, fc = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
     assert len(fa) > 20 and fa == fb
     for name in ["nodes.bson", "edges_hist_quant_75.bson"]:
