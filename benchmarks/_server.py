@@ -1,7 +1,9 @@
 """A SecantusDB daemon on 127.0.0.1 for the benchmarks (the same server for lsdgraph and its baseline)."""
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -35,3 +37,17 @@ def start_secantus(storage: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"SecantusDB did not start on port {port}")
+
+
+@contextlib.contextmanager
+def secantus(storage: Path):
+    """The server for the duration of a ``with`` block (its URI), stopped cleanly after."""
+    proc, uri = start_secantus(storage)
+    try:
+        yield uri
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ import pymongo
 from lsdgraph import bsonio, ingest, schema, validate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import start_secantus  # noqa: E402
+from _server import secantus  # noqa: E402
 
 
 def edges_file(path: Path, n: int, rng: np.random.Generator) -> int:
@@ -194,8 +192,7 @@ def main(argv=None) -> int:
 
         folder = tmp / "rag"
         ndocs = rag_folder(folder, args.e2e_nodes, rng)
-        proc, uri = start_secantus(tmp / "secantus")
-        try:
+        with secantus(tmp / "secantus") as uri:
             lsd, naive, lsd_server = [], [], []
             for i in range(args.runs):  # interleaved, so drift on a shared machine hits both alike
                 naive.append(e2e_naive(folder, uri, f"naive{i}"))
@@ -208,12 +205,6 @@ def main(argv=None) -> int:
                         db = c[f"{prefix}{i}"]
                         assert db.nodes.count_documents({}) + db.edges_hist_quant_75.count_documents({}) == ndocs
                         assert db.edges_hist_quant_75.count_documents({"u_z": {"$exists": True}}) > 0
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         print(f"(b) end to end into SecantusDB, {ndocs:,} documents (nodes + edges), median of {args.runs}")
         lw, lc = median([r[0] for r in lsd]), median([r[1] for r in lsd])
         nw, nc = median([r[0] for r in naive]), median([r[1] for r in naive])

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from fractions import Fraction
@@ -40,7 +38,7 @@ from pymongo import monitoring
 from lsdgraph import bsonio, ingest, query, schema
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import start_secantus  # noqa: E402
+from _server import secantus  # noqa: E402
 from lsdgraph.synth import synth
 
 NAME = "bench_query_hemi_small"
@@ -257,17 +255,10 @@ def main(argv=None) -> int:
     if args.fresh:
         shutil.rmtree(args.storage, ignore_errors=True)
     args.storage.mkdir(parents=True, exist_ok=True)
-    proc, uri = start_secantus(args.storage / "secantus")
-    try:
+    with secantus(args.storage / "secantus") as uri:
         load(uri, args.storage)
         part_a(uri, args.runs, fractions, args.daisy_budget)
         part_b(uri, args.runs, args.decode_edges)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     return 0
 
 

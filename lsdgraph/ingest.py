@@ -15,7 +15,7 @@ import re
 import sys
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -686,12 +686,3 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
         more = f" (and {len(failed) - 1} more failed files)" if len(failed) > 1 else ""
         raise LsdgraphError(failed[0].error + more)
     return reports
-
-
-def load_report(db) -> list[dict]:
-    """The ``lsdgraph_meta`` records of a database."""
-    return [{k: v for k, v in r.items() if k not in ("crc32",)} for r in db[schema.META].find()]
-
-
-def as_dict(report: IngestReport) -> dict:
-    return asdict(report)

@@ -531,3 +531,26 @@ def tcp_proxy():
     yield make
     for p in made:
         p.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# a reference segmentation
+
+
+def reference_segments(rag_dir: Path, edges: str, t: float, roi=None) -> dict[int, int]:
+    """Fragment → smallest fragment id of its connected component over the edges with a float32
+    score <= float32(t), by networkx straight from the dump files (optionally only the nodes in
+    ``roi`` and the edges between them)."""
+    import bson
+    import networkx as nx
+
+    nodes = bson.decode_all((rag_dir / "nodes.bson").read_bytes())
+    docs = bson.decode_all((rag_dir / f"{edges}.bson").read_bytes())
+    if roi is not None:
+        nodes = [n for n in nodes if roi.contains(np.array([[n["center_z"], n["center_y"], n["center_x"]]]))[0]]
+    ids = {n["id"] for n in nodes}
+    g = nx.Graph()
+    g.add_nodes_from(ids)
+    g.add_edges_from((e["u"], e["v"]) for e in docs if e["u"] in ids and e["v"] in ids
+                     and e["merge_score"] is not None and np.float32(e["merge_score"]) <= np.float32(t))
+    return {f: min(c) for c in nx.connected_components(g) for f in c}

@@ -6,10 +6,10 @@ import json
 import shutil
 
 import bson
-import networkx as nx
 import numpy as np
 import pytest
 import zarr
+from conftest import reference_segments
 
 from lsdgraph import bsonio, cli, metrics, schema, store
 from lsdgraph.demo import demo
@@ -104,17 +104,6 @@ def test_nodes_outside_the_volume_and_in_the_mask_are_left_out(data, tmp_path):
     assert all(got[i] != 0 for i in ids[~(outside | in_masked_half)])
 
 
-def segments_by_networkx(data, t):
-    nodes = bson.decode_all((data.rag_dir / "nodes.bson").read_bytes())
-    edges = bson.decode_all((data.rag_dir / f"{EDGES}.bson").read_bytes())
-    ids = {n["id"] for n in nodes}
-    g = nx.Graph()
-    g.add_nodes_from(ids)
-    g.add_edges_from((e["u"], e["v"]) for e in edges if e["u"] in ids and e["v"] in ids
-                     and e["merge_score"] is not None and np.float32(e["merge_score"]) <= np.float32(t))
-    return {f: min(c) for c in nx.connected_components(g) for f in c}
-
-
 def test_evaluate_equals_a_networkx_reference_and_finds_an_inner_best(data, loaded, tmp_path):
     r = evaluate(store=loaded, name="ev", fragments=str(data.fragments_path), edges=EDGES,
                  thresholds="0:1:0.05", out=tmp_path, quiet=True)
@@ -125,7 +114,7 @@ def test_evaluate_equals_a_networkx_reference_and_finds_an_inner_best(data, load
                            np.array([[e["u"], e["v"]] for e in edges]))
     frag = expected_fragments(data, nodes)
     for t in (0.0, 0.35, 0.5, 0.95):
-        seg = segments_by_networkx(data, t)
+        seg = reference_segments(data.rag_dir, EDGES, t)
         node_seg = np.array([seg.get(int(f), int(f)) for f in frag], np.uint64)
         ref = metrics.expected_run_length(sk, node_seg)
         row = r.table[np.isclose(r.table["threshold"], t)].iloc[0]

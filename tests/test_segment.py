@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import bson
-import networkx as nx
 import numpy as np
 import pytest
+from conftest import reference_segments as reference
 
 from lsdgraph import agglomerate, cli, schema, segment, store
 from lsdgraph.errors import LsdgraphError
@@ -32,19 +31,7 @@ def loaded(data):
 
 
 def reference_segments(data, t: float, roi=None) -> dict[int, int]:
-    """Fragment → smallest fragment id of its connected component over edges with a float32 score
-    <= float32(t), by networkx straight from the dump files."""
-    nodes = bson.decode_all((data.rag_dir / "nodes.bson").read_bytes())
-    edges = bson.decode_all((data.rag_dir / f"{EDGES}.bson").read_bytes())
-    if roi is not None:
-        nodes = [n for n in nodes if roi.contains(np.array([[n["center_z"], n["center_y"], n["center_x"]]]))[0]]
-    ids = {n["id"] for n in nodes}
-    g = nx.Graph()
-    g.add_nodes_from(ids)
-    g.add_edges_from((e["u"], e["v"]) for e in edges
-                     if e["u"] in ids and e["v"] in ids and e["merge_score"] is not None
-                     and np.float32(e["merge_score"]) <= np.float32(t))
-    return {f: min(c) for c in nx.connected_components(g) for f in c}
+    return reference(data.rag_dir, EDGES, t, roi)
 
 
 def test_segment_from_database_matches_networkx_and_writes_everything(data, loaded, tmp_path):
