@@ -11,10 +11,10 @@ from .errors import LsdgraphError
 
 
 def _plain(df: pd.DataFrame) -> list[dict]:
-    """Rows as dicts of Python scalars (exact 64-bit ids; NaN → None)."""
-    cols = {c: df[c].to_numpy() for c in df.columns}
-    lists = {c: [None if (isinstance(x, float) and x != x) else x for x in a.tolist()] for c, a in cols.items()}
-    return [dict(zip(lists, row)) for row in zip(*lists.values())]
+    """Rows as dicts of Python scalars (exact 64-bit ids; NaN → None), as networkx gets them."""
+    from .query import _records
+
+    return _records({c: df[c].to_numpy() for c in df.columns}, list(df.columns)) if len(df) else []
 
 
 def write_result(out: TextIO, nodes: pd.DataFrame, edges: pd.DataFrame, *, fmt: str = "table",
