@@ -436,7 +436,7 @@ def _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endp
             if msg:
                 raise LsdgraphError(msg)
             if err is not None and not len(docs):
-                raise LsdgraphError(_structure_message(f, base, ndocs, err, docs.buf))
+                raise LsdgraphError(validate.structure_message(f.url, f.size, base, ndocs, err, docs.buf))
             if len(docs):
                 source_bytes = docs.block()
                 out = _with_ids(docs, ndocs, id_prefix)
@@ -452,7 +452,7 @@ def _stream_into(store, db, f, coll_name, kind, report, offset, ndocs, crc, endp
                     "stats": stats, "updated": _now()}}), f"{f.url}: recording progress")
                 bar.update(consumed - int(docs.starts[0]), len(docs))
             if err is not None:
-                raise LsdgraphError(_structure_message(f, base, ndocs, err, docs.buf))
+                raise LsdgraphError(validate.structure_message(f.url, f.size, base, ndocs, err, docs.buf))
     finally:
         close = getattr(stream, "close", None)
         if close:
@@ -491,30 +491,6 @@ def _complete(store, db, f, coll_name, kind, report, ndocs, crc, positions, remo
         "finished": _now(), "updated": _now(), "seconds": time.monotonic() - t0}})
     report.seconds = time.monotonic() - t0
     return report
-
-
-_GZIP, _ZIP, _ZSTD = b"\x1f\x8b", b"PK\x03\x04", b"\x28\xb5\x2f\xfd"
-
-
-def _structure_message(f: SourceFile, base: int, ndocs: int, err: bsonio.ScanError, buf) -> str:
-    at = base + err.doc_offset
-    head = bytes(buf[err.doc_offset:err.doc_offset + 4])
-    first = ndocs == 0 and at == 0
-    if first and head.startswith(_GZIP):
-        fix = "the file is gzip-compressed: gunzip it first"
-    elif first and (head.startswith(_ZIP) or head.startswith(_ZSTD)):
-        fix = "the file is a compressed archive: extract the .bson file first"
-    elif first and err.code in (bsonio.ERR_LENGTH, bsonio.ERR_TERMINATOR, bsonio.ERR_TYPE,
-                                bsonio.ERR_CSTRING, bsonio.ERR_OVERRUN, bsonio.ERR_STRLEN):
-        fix = "this does not look like a mongodump .bson file"
-    elif first and err.code == bsonio.ERR_TRUNCATED and err.length > f.size:
-        fix = (f"this does not look like a mongodump .bson file (its first 4 bytes declare a "
-               f"{err.length}-byte document in a {f.size}-byte file)")
-    elif err.code == bsonio.ERR_TRUNCATED:
-        fix = "the file is incomplete (truncated): download it again"
-    else:
-        fix = "the file is corrupt from here on: download it again"
-    return f"{f.url}: document #{ndocs} at byte {at}: {err.describe(base)} — {fix}"
 
 
 def _mark_failed(db, coll_name: str, error: str) -> None:

@@ -75,3 +75,29 @@ def check(docs: bsonio.Docs, kind: Kind, *, file: str, base_offset: int, first_i
     i, text = min(problems)
     return (f"{file}: document #{first_index + i} at byte {base_offset + int(docs.starts[i])} {text} "
             "— fix the file (or the program that wrote it) and rerun")
+
+
+_GZIP, _ZIP, _ZSTD = b"\x1f\x8b", b"PK\x03\x04", b"\x28\xb5\x2f\xfd"
+
+
+def structure_message(url: str, size: int, base: int, ndocs: int, err: bsonio.ScanError, buf) -> str:
+    """The one line for bytes the scanner rejected: file, document number, byte offset, what is
+    wrong and the fix (a compressed file, not BSON at all, truncated, corrupt)."""
+    at = base + err.doc_offset
+    head = bytes(buf[err.doc_offset:err.doc_offset + 4])
+    first = ndocs == 0 and at == 0
+    if first and head.startswith(_GZIP):
+        fix = "the file is gzip-compressed: gunzip it first"
+    elif first and (head.startswith(_ZIP) or head.startswith(_ZSTD)):
+        fix = "the file is a compressed archive: extract the .bson file first"
+    elif first and err.code in (bsonio.ERR_LENGTH, bsonio.ERR_TERMINATOR, bsonio.ERR_TYPE,
+                                bsonio.ERR_CSTRING, bsonio.ERR_OVERRUN, bsonio.ERR_STRLEN):
+        fix = "this does not look like a mongodump .bson file"
+    elif first and err.code == bsonio.ERR_TRUNCATED and err.length > size:
+        fix = (f"this does not look like a mongodump .bson file (its first 4 bytes declare a "
+               f"{err.length}-byte document in a {size}-byte file)")
+    elif err.code == bsonio.ERR_TRUNCATED:
+        fix = "the file is incomplete (truncated): download it again"
+    else:
+        fix = "the file is corrupt from here on: download it again"
+    return f"{url}: document #{ndocs} at byte {at}: {err.describe(base)} — {fix}"
