@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import bson
 import numpy as np
@@ -13,7 +13,7 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as perr
 
-from . import bsonio
+from . import bsonio, retry
 from .errors import LsdgraphError, ServerLost, redact_uri
 
 DEFAULT_URI = "mongodb://localhost:27017"
@@ -22,6 +22,17 @@ _RAW = CodecOptions(document_class=RawBSONDocument)
 _TRANSIENT = (perr.AutoReconnect, perr.ConnectionFailure, perr.NetworkTimeout,
               perr.ServerSelectionTimeoutError, perr.WaitQueueTimeoutError)
 _mock_clients: dict[str, object] = {}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """What one batch insert did: documents stored, rows (in the batch) whose ``_id`` was already
+    there, and whether the batch was sent more than once (a retry after a cut connection)."""
+
+    inserted: int
+    duplicates: np.ndarray
+    replayed: bool
 
 
 def default_uri() -> str:
@@ -35,26 +46,30 @@ class Store:
     client: object
     uri: str          # redacted, safe to print
     mock: bool
-    retries: int = 5
+    policy: retry.RetryPolicy = retry.DEFAULT
 
     def db(self, name: str):
         return self.client[name]
 
-    def insert_docs(self, coll, docs: bsonio.Docs, what: str) -> tuple[int, int]:
+    def insert_docs(self, coll, docs: bsonio.Docs, what: str) -> "Inserted":
         """Insert documents as they are (raw bytes) with an unordered bulk insert.
 
-        Returns (inserted, duplicate_id_skipped); a document whose ``_id`` is already there is
-        skipped as mongorestore does. Retries when the server goes away (a replayed batch is
-        harmless: its documents come back as duplicates), then fails with a one-line error.
+        A document whose ``_id`` is already there is not inserted (the server says so per
+        document; mongorestore skips these too): their rows come back in ``Inserted.duplicates``
+        for the caller to judge. A try that the connection cut may have stored part of the batch
+        before the retry, so ``replayed`` says the duplicates may include this batch's own
+        documents. Any other refusal is a one-line error.
         """
         if len(docs) == 0:
-            return 0, 0
-        block = docs.block()
-        payload = bson.decode_all(block, None if self.mock else _RAW)
-        for attempt in range(self.retries + 1):
+            return Inserted(0, np.empty(0, np.int64), False)
+        payload = bson.decode_all(docs.block(), None if self.mock else _RAW)
+        tries = []
+
+        def once() -> Inserted:
+            tries.append(1)
             try:
                 coll.insert_many(payload, ordered=False)
-                return len(payload), 0
+                return Inserted(len(payload), np.empty(0, np.int64), len(tries) > 1)
             except perr.BulkWriteError as e:
                 errs = e.details.get("writeErrors", [])
                 other = [x for x in errs if x.get("code") != 11000]
@@ -62,25 +77,20 @@ class Store:
                     x = other[0]
                     raise LsdgraphError(f"{what}: the server refused document #{x.get('index')} of a batch: "
                                         f"{x.get('errmsg')}") from None
-                return e.details.get("nInserted", 0), len(errs)
-            except _TRANSIENT as e:
-                if attempt == self.retries:
-                    raise ServerLost(f"{what}: lost MongoDB at {self.uri} after {self.retries} retries "
-                                     f"({type(e).__name__}); nothing is marked complete: rerun the same "
-                                     "command to resume") from None
-                time.sleep(min(0.25 * 2 ** attempt, 4))
-        raise AssertionError("unreachable")
+                rows = np.array(sorted(int(x["index"]) for x in errs), np.int64)
+                return Inserted(e.details.get("nInserted", 0), rows, len(tries) > 1)
 
-    def retry(self, fn, what: str):
-        """Run ``fn()`` with the same retry policy as inserts."""
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except _TRANSIENT as e:
-                if attempt == self.retries:
-                    raise ServerLost(f"{what}: lost MongoDB at {self.uri} after {self.retries} retries "
-                                     f"({type(e).__name__}); rerun the same command to resume") from None
-                time.sleep(min(0.25 * 2 ** attempt, 4))
+        return self.retry(once, what)
+
+    def retry(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()`` under the one retry policy (:mod:`lsdgraph.retry`): a server that went away is
+        waited for, then a one-line :class:`ServerLost`."""
+        def give_up(e: BaseException) -> ServerLost:
+            return ServerLost(f"{what}: lost MongoDB at {self.uri} after {self.policy.retries} retries "
+                              f"({type(e).__name__}); nothing is marked complete: rerun the same command "
+                              "to resume")
+
+        return retry.call(fn, transient=_TRANSIENT, give_up=give_up, policy=self.policy)
 
     def find_raw(self, coll, filter: dict, fields: Sequence[str], *, hint: str | None = None,
                  batch_size: int = 100_000) -> Iterator[bsonio.Docs]:

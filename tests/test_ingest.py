@@ -15,6 +15,8 @@ import pytest
 from bson.objectid import ObjectId
 
 from lsdgraph import cli, ingest as ingest_mod, schema, store as store_mod
+from lsdgraph.ingest import keys as ingest_keys, load as ingest_load
+from lsdgraph.sources import SourceFile
 from lsdgraph.errors import LsdgraphError
 from lsdgraph.progress import Progress
 
@@ -209,7 +211,7 @@ def test_resume_after_kills_during_index_build_and_after_rename(dumps, mock_uri,
     with monkeypatch.context() as m:
         def boom(*a, **k):
             raise Killed()
-        m.setattr(ingest_mod, "_create_indexes", boom)
+        m.setattr(ingest_keys, "create_indexes", boom)
         with pytest.raises(Killed):
             load(edges, mock_uri)
     db = database(mock_uri)
@@ -217,15 +219,15 @@ def test_resume_after_kills_during_index_build_and_after_rename(dumps, mock_uri,
     assert "edges_hist_quant_75" not in db.list_collection_names()
 
     with monkeypatch.context() as m:
-        m.setattr(ingest_mod, "_complete", lambda *a, **k: (_ for _ in ()).throw(Killed()))
+        m.setattr(ingest_load, "_complete", lambda *a, **k: (_ for _ in ()).throw(Killed()))
         with pytest.raises(Killed):
             load(edges, mock_uri)
     rec = db[schema.META].find_one({"_id": "edges_hist_quant_75"})
     assert rec["status"] == "loading" and "edges_hist_quant_75" in db.list_collection_names()
 
     opened = []
-    real_open = ingest_mod.SourceFile.open
-    monkeypatch.setattr(ingest_mod.SourceFile, "open", lambda self, off=0: opened.append(off) or real_open(self, off))
+    real_open = SourceFile.open
+    monkeypatch.setattr(SourceFile, "open", lambda self, off=0: opened.append(off) or real_open(self, off))
     (report,) = load(edges, mock_uri)
     assert report.status == "complete" and "finished an interrupted load" in report.notes
     assert opened == []  # the complete collection was recognised, not loaded again
@@ -288,7 +290,7 @@ def test_collection_names_kinds_and_collisions(dumps, mock_uri, capsys):
 
 
 def test_plan_order_and_default_names(tmp_path):
-    files = [ingest_mod.SourceFile(f"/x/{rel}", rel, 1, "f") for rel in
+    files = [SourceFile(f"/x/{rel}", rel, 1, "f") for rel in
              ("b/edges_mean.bson", "b/nodes.bson", "a/zebrafinch.edges.bson", "a/zebrafinch.nodes.bson", "a/meta.bson")]
     planned = [(c, k.name) for _, c, k in ingest_mod.plan(files)]
     assert planned == [("nodes", "rag_nodes"), ("zebrafinch.nodes", "skeleton_nodes"), ("edges_mean", "rag_edges"),

@@ -15,6 +15,7 @@ from pymongo.collection import Collection
 
 from lsdgraph import ingest as ingest_mod, schema, store as store_mod
 from lsdgraph.errors import LsdgraphError
+from lsdgraph.retry import RetryPolicy
 
 from conftest import REPO, run_cli, subprocess_env
 
@@ -174,7 +175,7 @@ def test_server_gone_fails_cleanly_then_rerun_resumes(dumps, server_db, tcp_prox
     rag = dumps.rag(n_nodes=3000, per_node=1)
     proxy = tcp_proxy(server.host, server.port)
     st = store_mod.connect(proxy.uri(), timeout_ms=400)
-    st.retries = 2
+    st.policy = RetryPolicy(retries=2)
     with monkeypatch.context() as m:
         _cut_on_batch(m, proxy, batch=4, refuse=True)
         with pytest.raises(LsdgraphError) as e:

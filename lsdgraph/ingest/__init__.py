@@ -1,0 +1,179 @@
+"""Bulk-load mongodump ``.bson`` files (local or S3) into MongoDB: streaming, validated,
+resumable, idempotent, one owner per collection.
+
+Each file goes to a staging collection (``lsdgraph_staging.<name>``) batch by batch, raw BSON
+passed through, under a lease in its ``lsdgraph_meta`` record (:mod:`.lease`); the record holds the
+committed byte offset, document count and running CRC-32 after every batch, so a rerun resumes
+where the last acknowledged batch ended once the bytes before it still check. The count is checked
+exactly, unique keys are built, then staging is renamed: a collection under its real name is
+complete (:mod:`.load`).
+"""
+from __future__ import annotations
+
+import sys
+
+from pymongo import errors as perr
+
+from .. import schema
+from ..errors import LsdgraphError, ServerLost
+from ..sources import S3Options, list_files
+from ..store import Store, connect
+from . import keys
+from .joins import NodeTable, add_edge_positions, default_nodes, node_table, nodes_checksum
+from .lease import acquire
+from .load import VERSION, IngestReport, Options, run
+from .plan import default_db_name, nodes_for, plan, skip_reason
+
+__all__ = ["IngestReport", "NodeTable", "VERSION", "add_edge_positions", "default_db_name", "ingest",
+           "node_table", "nodes_for", "plan", "reindex"]
+
+
+def ingest(source: str, *, db: str | None = None, name: str | None = None, on_duplicate: str = "error",
+           drop: bool = False, quiet: bool = False, progress: bool | None = None,
+           profile: str | None = None, endpoint_url: str | None = None, batch_docs: int = 20_000,
+           chunk_bytes: int = 8 << 20, wait: float | None = None, store: Store | None = None,
+           out=None) -> list[IngestReport]:
+    """Load every ``.bson`` file at ``source`` into database ``name`` at ``db`` (a URI).
+
+    A collection another process is loading is waited for (``wait`` seconds at most; None: as long
+    as that process is alive). Returns one report per file; raises :class:`LsdgraphError` (after
+    loading what it could) when any file failed. Prints one line per file to ``out`` (stdout)
+    unless ``quiet``.
+    """
+    if on_duplicate not in ("error", "skip"):
+        raise LsdgraphError(f"on_duplicate={on_duplicate!r}: use 'error' or 'skip'")
+    if batch_docs < 1:
+        raise LsdgraphError(f"batch_docs={batch_docs}: use 1 or more")
+    if wait is not None and wait < 0:
+        raise LsdgraphError(f"wait={wait}: use 0 (fail at once) or more seconds")
+    out = out or sys.stdout
+
+    def say(line: str) -> None:
+        if not quiet:
+            print(line, file=out, flush=True)
+
+    files = list_files(source, s3=S3Options(profile=profile, endpoint_url=endpoint_url))
+    if not files:
+        raise LsdgraphError(f"{source}: no .bson files there; list what is there with `lsdgraph ls`")
+    store = store or connect(db)
+    name = name or default_db_name(source)
+    database = store.db(name)
+    opts = Options(on_duplicate=on_duplicate, drop=drop, quiet=quiet, progress=progress, batch_docs=batch_docs,
+                   chunk_bytes=chunk_bytes, wait=wait, say=say)
+    planned = plan(files)
+    nodes_of = nodes_for(planned)
+    failed_nodes: set[str] = set()
+    reports = []
+    for f, coll_name, kind in planned:
+        why = skip_reason(coll_name)
+        nodes = nodes_of.get(coll_name)
+        if why:
+            r = IngestReport(f.url, coll_name, kind.name, "skipped", bytes=f.size, notes=[why])
+        elif nodes in failed_nodes:
+            # its positions would come from whatever the nodes collection now holds
+            r = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size,
+                             error=f"{f.url}: not loaded: its nodes ({nodes}) failed above and it takes its "
+                                   "positions from them; fix that file and rerun")
+        else:
+            try:
+                r = run(store, database, f, coll_name, kind, opts, nodes=nodes)
+            except LsdgraphError as e:
+                r = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size, error=str(e))
+                if kind.name in ("rag_nodes", "skeleton_nodes"):
+                    failed_nodes.add(coll_name)
+                if isinstance(e, ServerLost):  # the next files would only wait for it too
+                    reports.append(r)
+                    say(r.line())
+                    raise
+        reports.append(r)
+        say(r.line())
+    failed = [r for r in reports if r.status == "failed"]
+    try:
+        lines = finish_database(store, database, wait=wait, say=say)
+    except (perr.PyMongoError, LsdgraphError) as e:
+        if failed:
+            lines = []  # the first file error is the one to report
+        else:
+            raise LsdgraphError(f"{source}: MongoDB at {store.uri} failed while adding edge positions "
+                                f"({type(e).__name__}: {keys.short(e)}); rerun the same command to finish") from None
+    for line in lines:
+        say(line)
+    if failed:
+        more = f" (and {len(failed) - 1} more failed files)" if len(failed) > 1 else ""
+        raise LsdgraphError(failed[0].error + more)
+    return reports
+
+
+def finish_database(store: Store, db, *, wait: float | None = None, say=lambda line: None) -> list[str]:
+    """After the files: positions for complete edges whose nodes are now loaded (or were replaced
+    since the edges took theirs), and daisy's ``meta`` once a RAG is there. Idempotent, so a rerun
+    finishes what a kill cut; each edges collection is updated under its load lease."""
+    lines = []
+    existing = set(store.retry(db.list_collection_names, f"{db.name}: listing collections"))
+    records = store.retry(lambda: list(db[schema.META].find({"kind": {"$in": list(schema.EDGE_JOINS)},
+                                                             "status": "complete"})),
+                          f"{db.name}: reading load records")
+    for rec in records:
+        nodes = rec.get("nodes") or "nodes"
+        if rec["_id"] not in existing or nodes not in existing:
+            continue
+        stale = rec.get("positions") is True and rec.get("nodes_checksum") != nodes_checksum(db, nodes)
+        if rec.get("positions") is True and not stale:
+            continue
+        lease, _ = acquire(store, db, rec["_id"], wait=wait, say=say)
+        try:
+            n = add_edge_positions(store, db, rec["_id"], nodes=nodes)
+        finally:
+            lease.release()
+        what = "positions renewed" if stale else "positions added"
+        lines.append(f"{what:<15} {rec['_id']:<28} {n:>12,} docs  from {nodes}")
+    has_rag = store.retry(lambda: db[schema.META].find_one({"kind": {"$in": ["rag_nodes", "rag_edges"]},
+                                                            "status": "complete"}), f"{db.name}: reading load records")
+    if has_rag:
+        ensure_daisy_meta(store, db)
+    return lines
+
+
+def ensure_daisy_meta(store: Store, db) -> bool:
+    """daisy's MongoDbGraphProvider reads the first document of ``meta`` and needs ``directed``.
+    Written under a fixed ``_id`` so two ingests finishing at once write it once. Returns True
+    when it was written now."""
+    coll = db[schema.DAISY_META]
+    if store.retry(coll.find_one, f"{db.name}.{schema.DAISY_META}: reading") is not None:
+        return False
+
+    def write():
+        try:
+            r = coll.update_one({"_id": "lsdgraph"}, {"$setOnInsert": {"directed": False}}, upsert=True)
+            return r.upserted_id is not None
+        except perr.DuplicateKeyError:
+            return False
+
+    return store.retry(write, f"{db.name}.{schema.DAISY_META}: writing daisy's meta")
+
+
+def reindex(store: Store, db) -> list[str]:
+    """Give a database that lsdgraph did not load (mongorestore, daisy) what ingest would have:
+    every collection's indexes by kind, endpoint positions on edges, daisy's ``meta``. Idempotent;
+    returns one line per action."""
+    lines = []
+    names = sorted(n for n in db.list_collection_names() if not n.startswith(schema.STAGING_PREFIX))
+    for name in names:
+        kind = schema.kind_of(name)
+        if kind.name in schema.EDGE_JOINS:
+            rec = db[schema.META].find_one({"_id": name}) or {}
+            nodes = rec.get("nodes") or default_nodes(name, kind)
+            has = db[name].find_one({schema.EDGE_POSITIONS["u"][0]: {"$exists": True}}, {"_id": 1})
+            if nodes in names and not (rec.get("positions") or has):
+                n = add_edge_positions(store, db, name, nodes=nodes)
+                lines.append(f"{'positions added':<15} {name:<28} {n:>12,} docs  from {nodes}")
+                continue
+        if schema.indexes(kind.name):
+            doc = db[name].find_one({}) or {}
+            ends = tuple(kind.alternative_integers) if kind.alternative_integers and kind.integers[0] not in doc \
+                and kind.alternative_integers[0] in doc else kind.integers
+            store.retry(lambda: keys.create_indexes(db[name], kind, ends), f"{db.name}.{name}: building indexes")
+            lines.append(f"{'indexed':<15} {name:<28} " + ", ".join(sp["name"] for sp in schema.indexes(kind.name)))
+    if "nodes" in names and ensure_daisy_meta(store, db):
+        lines.append(f"{'daisy meta':<15} {schema.DAISY_META:<28} {{directed: false}}")
+    return lines

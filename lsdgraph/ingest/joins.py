@@ -1,0 +1,144 @@
+"""What edges carry from their endpoint nodes: positions (and ``neuron_id`` for skeleton edges),
+appended byte-level at ingest, or set afterwards on edges loaded before their nodes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import bsonio, schema
+from ..errors import LsdgraphError
+from ..store import Store
+
+
+@dataclass
+class NodeTable:
+    """Endpoint lookup for edges: node ids (sorted int64), their positions (n, 3), the extra
+    integer fields copied from ``u`` (``neuron_id`` for skeletons), and the checksum of the nodes
+    load it was read from (so edges can tell when their nodes were replaced)."""
+
+    ids: np.ndarray
+    positions: np.ndarray
+    extra: dict[str, np.ndarray]
+    checksum: str | None = None
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row index, found) per key."""
+        if len(self.ids) == 0:
+            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+        i = np.searchsorted(self.ids, keys).clip(0, len(self.ids) - 1)
+        return i, self.ids[i] == keys
+
+
+def nodes_checksum(db, nodes: str) -> str | None:
+    """The checksum of the complete lsdgraph load of ``nodes`` (None when lsdgraph did not load it)."""
+    rec = db[schema.META].find_one({"_id": nodes, "status": "complete"}, {"checksum": 1, "loaded": 1})
+    return None if rec is None else f"{rec.get('checksum')}/{rec.get('loaded')}"
+
+
+def default_nodes(edges: str, kind: schema.Kind) -> str:
+    """The nodes collection an edges collection joins with when no record says otherwise."""
+    return "nodes" if kind.name == "rag_edges" else edges[:-len("edges")] + "nodes"
+
+
+def node_table(store: Store, db, nodes: str = "nodes", edges_kind: str = "rag_edges") -> NodeTable | None:
+    """What edges of ``edges_kind`` copy from ``nodes`` (schema ``edge_joins``), or None when that
+    collection is not there."""
+    if nodes not in store.retry(db.list_collection_names, f"{db.name}: listing collections"):
+        return None
+    join = schema.EDGE_JOINS[edges_kind]
+    position = schema.kind(join["nodes_kind"]).position
+    extra = tuple(join["copy_from_u"])
+    fields = ("id",) + position + extra
+    checksum = nodes_checksum(db, nodes)
+    parts = store.retry(lambda: list(store.find_raw(db[nodes], {}, fields)), f"{db.name}.{nodes}: reading nodes")
+    if not parts:
+        return NodeTable(np.empty(0, np.int64), np.empty((0, 3)), {f: np.empty(0, np.int64) for f in extra},
+                         checksum)
+    ids = np.concatenate([d.ints("id") for d in parts])
+    order = np.argsort(ids, kind="stable")
+    pos = np.stack([np.concatenate([d.floats(f) for d in parts]) for f in position], axis=1)
+    cols = {f: np.concatenate([d.ints(f) for d in parts])[order] for f in extra}
+    return NodeTable(ids[order], pos[order], cols, checksum)
+
+
+def joined(table: NodeTable, u: np.ndarray, v: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The columns an edge batch gets from its endpoints, and which cells are present."""
+    iu, uok = table.lookup(u)
+    iv, vok = table.lookup(v)
+    cols, present = {}, []
+    for end, i, ok in (("u", iu, uok), ("v", iv, vok)):
+        for j, f in enumerate(schema.EDGE_POSITIONS[end]):
+            cols[f] = ("double", table.positions[i, j])
+            present.append(ok)
+    for f, values in table.extra.items():
+        cols[f] = ("int64", values[iu])
+        present.append(uok)
+    return cols, np.stack(present, axis=1)
+
+
+def joined_fields(kind: schema.Kind) -> tuple[str, ...]:
+    """The field names ingest adds to documents of ``kind`` (none for nodes)."""
+    if kind.name not in schema.EDGE_JOINS:
+        return ()
+    return schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"] + tuple(schema.EDGE_JOINS[kind.name]["copy_from_u"])
+
+
+def with_joins(docs: bsonio.Docs, table: NodeTable, endpoints: tuple[str, str]) -> bsonio.Docs:
+    cols, present = joined(table, docs.ints(endpoints[0]), docs.ints(endpoints[1]))
+    return bsonio.append_fields(docs, cols, present)
+
+
+def add_edge_positions(store: Store, db, edges: str, table: NodeTable | None = None, batch: int = 10_000,
+                       nodes: str | None = None) -> int:
+    """Copy what edges take from their endpoint nodes (positions; ``neuron_id`` for skeletons)
+    onto every edge of a collection loaded before its nodes, or written by daisy, so ROI reads are
+    one indexed query. Idempotent. Returns the number of edges updated."""
+    from pymongo import UpdateOne
+
+    from .keys import create_indexes
+
+    kind = schema.kind_of(edges) if schema.kind_of(edges).name in schema.EDGE_JOINS else schema.kind("rag_edges")
+    rec = db[schema.META].find_one({"_id": edges}) or {}
+    nodes = nodes or rec.get("nodes") or default_nodes(edges, kind)
+    endpoints = tuple(rec.get("endpoints") or kind.integers)
+    table = table if table is not None else node_table(store, db, nodes, kind.name)
+    if table is None:
+        raise LsdgraphError(f"{db.name}: no {nodes!r} collection, so positions cannot be added to {edges}")
+    coll = db[edges]
+    n = 0
+
+    def flush(ops: list[tuple]) -> int:
+        if store.mock:  # mongomock's bulk_write does not take current pymongo operations
+            for flt, upd in ops:
+                coll.update_one(flt, upd)
+        else:
+            models = [UpdateOne(flt, upd) for flt, upd in ops]
+            store.retry(lambda: coll.bulk_write(models, ordered=False), f"{db.name}.{edges}: adding positions")
+        return len(ops)
+
+    parts = store.retry(lambda: list(store.find_raw(coll, {}, ("_id",) + endpoints)), f"{db.name}.{edges}: reading edges")
+    for docs in parts:
+        cols, present = joined(table, docs.ints(endpoints[0]), docs.ints(endpoints[1]))
+        names = list(cols)
+        values = [c.tolist() for _, c in cols.values()]
+        ops = []
+        for i, oid in enumerate(_object_ids(docs)):
+            s = {k: values[j][i] for j, k in enumerate(names) if present[i, j]}
+            if s:
+                ops.append(({"_id": oid}, {"$set": s}))
+            if len(ops) >= batch:
+                n += flush(ops)
+                ops = []
+        if ops:
+            n += flush(ops)
+    store.retry(lambda: create_indexes(coll, kind, endpoints), f"{db.name}.{edges}: building indexes")
+    store.retry(lambda: db[schema.META].update_one({"_id": edges}, {"$set": {
+        "positions": True, "nodes": nodes, "nodes_checksum": table.checksum}}), f"{db.name}.{edges}: recording positions")
+    return n
+
+
+def _object_ids(docs: bsonio.Docs) -> list:
+    import bson
+
+    return [bson.decode(docs.raw(i))["_id"] for i in range(len(docs))]
