@@ -28,7 +28,7 @@ def cmd_ingest(a) -> int:
     from .ingest import ingest
 
     ingest(a.source, db=a.db, name=a.name, on_duplicate=a.on_duplicate, drop=a.drop, quiet=a.quiet,
-           profile=a.profile, endpoint_url=a.endpoint_url, batch_docs=a.batch_docs)
+           profile=a.profile, endpoint_url=a.endpoint_url, batch_docs=a.batch_docs, wait=a.wait)
     return 0
 
 
@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--drop", action="store_true", help="replace collections that already hold a load")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no per-file lines")
     s.add_argument("--batch-docs", type=int, default=20_000, help="documents per insert batch")
+    s.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="when another ingest is loading a collection, wait at most this long for it "
+                        "(default: as long as that process is alive; 0: fail at once)")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("index", help="add lsdgraph's indexes and edge positions to a database it did not load "

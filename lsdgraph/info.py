@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from . import schema
+from .ingest.lease import state as load_state
 from .query import Rag, database
 from .store import connect
 
@@ -16,13 +17,17 @@ def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int 
     names = sorted(db.list_collection_names())
     meta = {r["_id"]: r for r in db[schema.META].find()}
     colls = []
+    described = set()
     for n in names:
         if n == schema.META:
             continue
-        rec = meta.get(n) or meta.get(n[len(schema.STAGING_PREFIX):] if n.startswith(schema.STAGING_PREFIX) else None) or {}
-        colls.append({"name": n, "kind": schema.kind_of(n).name, "count": db[n].estimated_document_count(),
-                      "indexes": sorted(db[n].index_information()), "status": rec.get("status"),
-                      "bytes": rec.get("size"), "source": rec.get("source"), "error": rec.get("error")})
+        own = n[len(schema.STAGING_PREFIX):] if n.startswith(schema.STAGING_PREFIX) else n
+        rec = meta.get(own) or {}
+        described.add(own)
+        colls.append(_collection(n, rec, db[n].estimated_document_count(), sorted(db[n].index_information())))
+    # loads that failed or died before their first batch have a record and no collection yet
+    colls += [_collection(n, rec, 0, []) for n, rec in sorted(meta.items())
+              if n not in described and rec.get("status") not in (None, "complete")]
     info = {"database": name, "server": store.uri, "collections": colls}
     if "nodes" in names:
         edge_names = [c["name"] for c in colls if c["kind"] == "rag_edges" and (edges is None or c["name"] == edges)]
@@ -35,6 +40,13 @@ def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int 
     return info
 
 
+def _collection(name: str, rec: dict, count: int, indexes: list[str]) -> dict:
+    status, detail = load_state(rec)
+    return {"name": name, "kind": schema.kind_of(name).name, "count": count, "indexes": indexes,
+            "status": status, "detail": detail, "bytes": rec.get("size"), "source": rec.get("source"),
+            "error": rec.get("error")}
+
+
 def render(info: dict) -> Iterator[str]:
     """Human-readable lines for :func:`describe`'s result."""
     yield f"database {info['database']} at {info['server']}"
@@ -43,8 +55,8 @@ def render(info: dict) -> Iterator[str]:
         status = c["status"] or "-"
         yield (f"  {c['name']:<34} {c['kind']:<15} {c['count']:>12,} {status:<9} "
                f"{', '.join(i for i in c['indexes'] if i != '_id_') or '-'}")
-        if c.get("error"):
-            yield f"      error: {c['error']}"
+        if c.get("detail"):
+            yield f"      {'error' if c['status'] == 'failed' else 'load'}: {c['detail']}"
     if info.get("bbox"):
         b = info["bbox"]
         yield ("  nodes bounding box (nm, zyx): [" + ", ".join(f"{v:.6g}" for v in b["begin"]) + "] .. ["

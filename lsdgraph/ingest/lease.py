@@ -172,6 +172,22 @@ def _with_heartbeat(update: dict) -> dict:
     return out
 
 
+def state(rec: dict | None, stale: float = STALE_SECONDS) -> tuple[str | None, str | None]:
+    """How a load stands, for ``info``: (``complete`` | ``failed`` | ``loading`` (live) | ``dead``,
+    a line of detail or None)."""
+    status = (rec or {}).get("status")
+    if status in (None, "complete"):
+        return status, None
+    if status == "failed":
+        return "failed", rec.get("error")
+    holder = Holder.of(rec)
+    done = f"{rec.get('bytes_loaded') or 0:,} of {rec.get('size') or 0:,} bytes"
+    if holder is not None and holder.alive(stale) and (holder.host != socket.gethostname() or _pid_alive(holder.pid)):
+        return "loading", f"live: {holder.who()}, heartbeat {holder.age():.0f} s ago, {done}"
+    since = f"no heartbeat for {holder.age():.0f} s from {holder.who()}" if holder else "no process holds it"
+    return "dead", f"stopped at {done} ({since}); rerun the same ingest to resume"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
