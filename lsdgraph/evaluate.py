@@ -2,8 +2,9 @@
 
 Each skeleton node gets the fragment it lies in, by sampling the fragments volume (zarr, local or
 S3) at its position, chunk by chunk; the mapping is stored in MongoDB so it is computed once per
-(skeletons, volume, mask). Segments per threshold come from cutting the merge tree (reused from the
-``segment`` job when the inputs match), so a sweep never reloads anything per threshold.
+content of (skeletons, volume, mask): a volume rewritten at the same path is sampled again.
+Segments per threshold come from cutting the merge tree (reused from the ``segment`` job when the
+inputs match), so a sweep never reloads anything per threshold.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import agglomerate, bsonio, metrics, schema
+from .errors import redact_record
 from .query import SkeletonSet, database, open_rag
 from .sources import S3Options
 from .store import Store, connect
@@ -33,38 +35,73 @@ class NodeFragments:
     outside: int            # nodes outside the fragments volume (or the mask)
     masked: int             # nodes in the mask's zero region
     reused: bool
+    note: str | None = None  # why a stored mapping was not reused
 
 
 def _map_key(prefix: str, fragments: str, mask: str | None) -> str:
     return hashlib.sha256(f"{prefix}|{fragments}|{mask}".encode()).hexdigest()[:12]
 
 
+def _collection_identity(db, coll) -> dict:
+    """What identifies a collection's content: its ingest checksum, else (not loaded by
+    lsdgraph) its count."""
+    rec = db[schema.META].find_one({"_id": coll.name}) or {}
+    if rec.get("checksum"):
+        return {"checksum": rec["checksum"]}
+    return {"count": coll.estimated_document_count()}
+
+
+_WHAT = {"fragments": "the fragments volume", "mask": "the mask volume", "skeletons": "the skeletons"}
+
+
+def _stale(rec: dict | None, inputs: dict) -> str | None:
+    """Why the stored mapping described by ``rec`` does not fit ``inputs`` (None: it fits, or
+    there is none to reuse)."""
+    if not rec or rec.get("status") != "complete":
+        return None
+    unlisted = [k for k in ("fragments", "mask") if inputs[k] == "unlisted"]
+    if unlisted:
+        return f"{_WHAT[unlisted[0]]} cannot be listed, so the stored mapping cannot be checked: recomputed"
+    old = rec.get("inputs")
+    if not isinstance(old, dict):
+        return "the stored mapping does not record which volume content it was made from: recomputed"
+    changed = [_WHAT[k] for k in _WHAT if old.get(k) != inputs[k]]
+    return f"{' and '.join(changed)} changed since the mapping was stored: recomputed" if changed else None
+
+
 def map_skeleton_fragments(store: Store, db, skel: SkeletonSet, fragments: str, *, mask: str | None = None,
                            s3: S3Options | None = None, recompute: bool = False) -> NodeFragments:
     """Sample ``fragments`` (and ``mask``) at every skeleton node, or read the stored result:
     collection ``lsdgraph_skeleton_fragments.<key>`` holds ``{node, fragment}`` per skeleton node,
-    described by a ``lsdgraph_meta`` record (skeletons, volume, mask, counts)."""
-    from .volume import open_volume
+    described by a ``lsdgraph_meta`` record (skeletons, volume, mask, counts). The record keeps
+    the fingerprints of the volumes' content and the skeletons' identity; the mapping is reused
+    only when all match, so a volume rewritten at the same path is sampled again."""
+    from .volume import fingerprint, open_volume
 
     name = f"{MAP_PREFIX}{_map_key(skel.prefix, fragments, mask)}"
     meta = db[schema.META]
     rec = meta.find_one({"_id": name})
     n_nodes = skel.nodes.estimated_document_count()
     coll = db[name]
-    if rec and rec.get("status") == "complete" and rec.get("nodes") == n_nodes and not recompute:
+    vol = open_volume(fragments, s3=s3)
+    mvol = open_volume(mask, s3=s3) if mask else None
+    inputs = {"fragments": fingerprint(vol, s3=s3) or "unlisted",
+              "mask": (fingerprint(mvol, s3=s3) or "unlisted") if mvol else None,
+              "skeletons": _collection_identity(skel.db, skel.nodes)}
+    note = None if recompute else _stale(rec, inputs)
+    if rec and rec.get("status") == "complete" and not recompute and note is None:
         parts = list(store.find_raw(coll, {}, ("node", "fragment")))
         node = np.concatenate([p.ints("node") for p in parts]) if parts else np.empty(0, np.int64)
         frag = np.concatenate([p.ints("fragment") for p in parts]).view(np.uint64) if parts else np.empty(0, np.uint64)
         return NodeFragments(node, frag, rec["outside"], rec["masked"], True)
     nodes, _ = skel.arrays()
     pos = nodes[list(schema.kind("skeleton_nodes").position)].to_numpy(float)
-    vol = open_volume(fragments, s3=s3)
     values, inside = vol.sample(pos)
     frag = np.where(inside, values, 0).astype(np.uint64)
     outside = int((~inside).sum())
     masked = 0
-    if mask:
-        mvals, minside = open_volume(mask, s3=s3).sample(pos)
+    if mvol is not None:
+        mvals, minside = mvol.sample(pos)
         drop = inside & (~minside | (mvals == 0))
         masked = int(drop.sum())
         frag[drop] = 0
@@ -75,10 +112,10 @@ def map_skeleton_fragments(store: Store, db, skel: SkeletonSet, fragments: str, 
     if len(docs):
         store.insert_docs(coll, docs, name)
     coll.create_index([("node", 1)], name="node", unique=True)
-    meta.replace_one({"_id": name}, {"_id": name, "kind": "skeleton_fragments", "skeletons": skel.prefix,
-                                     "fragments": fragments, "mask": mask, "nodes": n_nodes,
-                                     "outside": outside, "masked": masked, "status": "complete"}, upsert=True)
-    return NodeFragments(node_ids, frag, outside, masked, False)
+    meta.replace_one({"_id": name}, redact_record({
+        "_id": name, "kind": "skeleton_fragments", "skeletons": skel.prefix, "fragments": fragments, "mask": mask,
+        "nodes": n_nodes, "inputs": inputs, "outside": outside, "masked": masked, "status": "complete"}), upsert=True)
+    return NodeFragments(node_ids, frag, outside, masked, False, note)
 
 
 @dataclass
@@ -164,6 +201,8 @@ def evaluate(*, store: Store | None = None, db: str | None = None, name: str | N
     t1 = time.perf_counter()
     log(f"{'reused' if mapping.reused else 'computed'} the fragment under {len(mapping.node_ids):,} skeleton nodes "
         f"({mapping.outside:,} outside the volume, {mapping.masked:,} masked) in {t1 - t0:.1f} s")
+    if mapping.note:
+        log(mapping.note)
     nodes, edges_df = skel.arrays()
     order = np.argsort(mapping.node_ids)
     pos_in_map = np.searchsorted(mapping.node_ids[order], nodes["id"].to_numpy(np.int64))
@@ -191,6 +230,7 @@ def evaluate(*, store: Store | None = None, db: str | None = None, name: str | N
         f"evaluation of {rag.db.name}.{edges} against {skel.db.name}.{skel.prefix} skeletons",
         f"  skeletons: {len(sk.skeleton_ids):,} ({len(nodes):,} nodes, {sk.total_length / 1000:,.1f} µm of cable); "
         f"{mapping.outside:,} nodes outside the volume, {mapping.masked:,} masked",
+        *([f"  note: {mapping.note}"] if mapping.note else []),
         f"  thresholds: {len(values)} from {names[0]} to {names[-1]}; ERL merge rule: {merge_rule}",
         f"  best ERL:  t = {best['name']}: {best['erl'] / 1000:,.2f} µm = {best['erl_fraction']:.1%} of a perfect "
         f"segmentation ({best['max_erl'] / 1000:,.2f} µm); VOI split {best['voi_split']:.3f}, merge "

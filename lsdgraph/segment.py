@@ -234,12 +234,24 @@ def segment_of(store: Store, db, edges: str, fragment: int, threshold: float) ->
     return int(doc["segment"]) if doc else int(fragment)
 
 
+def _check_out(fragments: str, out: str) -> None:
+    """Refuse an output that is, contains or lies inside the input volume: writing it would
+    overwrite the chunks being read."""
+    from .volume import overlap
+
+    how = overlap(str(fragments), str(out))
+    if how:
+        raise LsdgraphError(f"--out {out} {how} the input volume {fragments}; choose an --out outside "
+                            "the input volume (a sibling array in the same zarr container is fine)")
+
+
 def relabel(fragments: str, lut: str, out: str, *, s3=None, quiet: bool = False) -> dict:
     """Apply a fragment→segment LUT to a zarr volume of fragment ids, chunk by chunk, into a new
     zarr volume with the same geometry. Ids missing from the LUT (e.g. 0) are kept."""
     from .volume import create_volume, open_volume, write_chunk
 
-    src = open_volume(fragments, s3=s3)
+    src = open_volume(fragments, s3=s3)  # reads metadata only: a bad input is named as such first
+    _check_out(fragments, out)
     if not np.issubdtype(src.dtype, np.integer):
         raise LsdgraphError(f"{fragments}: dtype {src.dtype} is not an integer fragment-id volume")
     keys, values = agglomerate.read_lut(lut)

@@ -6,6 +6,7 @@ zarrs are; a world position p lies in voxel ``floor((p - offset) / resolution)``
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -179,12 +180,35 @@ def open_volume(url: str, *, s3: S3Options | None = None) -> Volume:
                   [_codec(f) for f in (m.get("filters") or [])])
 
 
+def fingerprint(vol: Volume, *, s3: S3Options | None = None) -> str | None:
+    """A short hash of what ``vol`` holds: its metadata (``.zarray``, ``.zattrs``) and the listing
+    of its chunk keys with each one's size and mtime (local) or ETag (S3). A listing, no chunk
+    read; rewriting any chunk changes it. None when the chunks cannot be listed."""
+    from .sources import list_files
+
+    h = hashlib.sha256()
+    for key in (".zarray", ".zattrs"):
+        h.update(key.encode() + b"\0" + (vol._get(key) or b"") + b"\0")
+    try:
+        files = list_files(vol.url, suffix=None, s3=s3)
+    except LsdgraphError:
+        return None  # e.g. a bucket that allows reads but not listing: nothing to compare
+    for f in files:
+        if not f.name.startswith("."):  # metadata is hashed by content above
+            h.update(f"{f.rel}\0{f.fingerprint}\n".encode())
+    return h.hexdigest()[:24]
+
+
 def create_volume(path: str | os.PathLike, shape: Sequence[int], chunks: Sequence[int], dtype,
                   offset: Sequence[float], resolution: Sequence[float], *, attrs: dict | None = None,
                   compressor: dict | None = None) -> Volume:
     """A new local zarr v2 array (Blosc-LZ4 by default, as zarr writes); fill it with
     :func:`write_chunk`."""
-    root = Path(path)
+    if is_s3(str(path)):
+        # Path("s3://b/k") would quietly become a local folder "s3:/b/k"
+        raise LsdgraphError(f"{path}: volumes are written to local folders only; write one here and "
+                            "upload it (aws s3 sync)")
+    root = Path(path).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(dtype)
     comp = compressor if compressor is not None else {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1,
@@ -206,3 +230,35 @@ def write_chunk(vol: Volume, index: Sequence[int], data: np.ndarray) -> None:
     if vol._compressor is not None:
         raw = vol._compressor.encode(raw)
     Path(vol.url, vol.separator.join(str(int(i)) for i in index)).write_bytes(bytes(raw))
+
+
+def _s3_parts(url: str) -> tuple[str, ...]:
+    """``s3://bucket/a//b/`` → ("s3:", "bucket", "a", "b"): empty key segments and trailing
+    slashes do not make another location (treating them as the same only ever refuses more)."""
+    bucket, key = split_s3(url)
+    return ("s3:", bucket, *(p for p in key.split("/") if p))
+
+
+def _within(inner: str, outer: str) -> bool:
+    """Whether location ``inner`` is ``outer`` or lies below it (local paths with symlinks
+    resolved, or S3 prefixes compared segment by segment)."""
+    if is_s3(inner) or is_s3(outer):
+        if not (is_s3(inner) and is_s3(outer)):
+            return False
+        o = _s3_parts(outer)
+        return _s3_parts(inner)[:len(o)] == o
+    i, o = Path(inner).expanduser().resolve(), Path(outer).expanduser().resolve()
+    if i == o or o in i.parents:
+        return True
+    # the same folder under another name: a bind mount, a case-insensitive file system
+    return o.exists() and any(p.exists() and os.path.samefile(p, o) for p in (i, *i.parents))
+
+
+def overlap(volume: str, other: str) -> str | None:
+    """How location ``other`` overlaps the array at ``volume``: ``"is"``, ``"lies inside"``,
+    ``"contains"``, or None when writing at ``other`` cannot touch the array's files (a sibling
+    array in the same container is fine)."""
+    inside, contains = _within(other, volume), _within(volume, other)
+    if inside and contains:
+        return "is"
+    return "lies inside" if inside else "contains" if contains else None

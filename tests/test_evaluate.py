@@ -3,7 +3,9 @@ volume), per-threshold scores equal a networkx reference, outputs, CLI, and the 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import bson
 import numpy as np
@@ -18,7 +20,7 @@ from lsdgraph.evaluate import evaluate, map_skeleton_fragments
 from lsdgraph.ingest import ingest
 from lsdgraph.query import SkeletonSet
 from lsdgraph.synth import synth
-from lsdgraph.volume import create_volume, write_chunk
+from lsdgraph.volume import Volume, create_volume, open_volume, write_chunk
 
 EDGES = "edges_hist_quant_75"
 
@@ -42,9 +44,10 @@ def skeleton_docs(data):
     return nodes, edges
 
 
-def expected_fragments(data, nodes) -> np.ndarray:
-    """The fragment under each node, read with the zarr library itself."""
-    z = zarr.open_array(str(data.fragments_path), mode="r")
+def expected_fragments(data, nodes, path=None) -> np.ndarray:
+    """The fragment under each node, read with the zarr library itself (from ``path``, default
+    the synthetic volume)."""
+    z = zarr.open_array(str(path or data.fragments_path), mode="r")
     off, res = np.array(z.attrs["offset"]), np.array(z.attrs["resolution"])
     pos = np.array([[n["z"], n["y"], n["x"]] for n in nodes])
     vox = np.floor((pos - off) / res).astype(int)
@@ -169,3 +172,117 @@ def test_demo_runs_unchanged_on_a_real_server(secantus, tmp_path, capsys):
     summary = demo(tmp_path / "demo", db=secantus.uri, name="lsdgraph_demo_test", size="tiny", thresholds="0:1:0.1")
     assert summary["database"]["collections"]["nodes"] > 0 and 0 < summary["best"]["threshold"] < 0.9
     shutil.rmtree(tmp_path / "demo")
+
+
+# ---------------------------------------------------------------------------------------------
+# the stored mapping is keyed by the volume's content, not its path
+
+
+@pytest.fixture
+def own_volume(data, tmp_path):
+    """A copy of the fragments volume this test may rewrite."""
+    return Path(shutil.copytree(data.fragments_path, tmp_path / "fragments.zarr"))
+
+
+@pytest.fixture
+def sampled(monkeypatch) -> list[str]:
+    """The URL of every volume sampled from now on."""
+    calls = []
+    real = Volume.sample
+
+    def counting(self, world_zyx):
+        calls.append(self.url)
+        return real(self, world_zyx)
+
+    monkeypatch.setattr(Volume, "sample", counting)
+    return calls
+
+
+@pytest.fixture
+def skeletons_only(data, mock_uri):
+    s = store.connect(mock_uri)
+    ingest(str(data.skeleton_dir), store=s, name="fp", quiet=True)
+    db = s.db("fp")
+    return s, db, SkeletonSet.open(s, db)
+
+
+def relabel_chunk_under(path, nodes, i: int = 0, shift: int = 7_000_000) -> set[int]:
+    """Rewrite the chunk under node ``i`` with other labels; returns the ids of the nodes in it."""
+    vol = open_volume(str(path))
+    pos = np.array([[n["z"], n["y"], n["x"]] for n in nodes])
+    vox, inside = vol.voxels(pos)
+    assert inside[i]
+    idx = vox[i] // np.asarray(vol.chunks)
+    block = vol.chunk(idx)
+    write_chunk(vol, idx, np.where(block != 0, block + shift, 0))
+    in_chunk = inside & np.all(vox // np.asarray(vol.chunks) == idx, axis=1)
+    return {n["id"] for n, hit in zip(nodes, in_chunk) if hit}
+
+
+def test_an_unchanged_volume_reuses_the_mapping(skeletons_only, own_volume, sampled):
+    s, db, skel = skeletons_only
+    first = map_skeleton_fragments(s, db, skel, str(own_volume))
+    again = map_skeleton_fragments(s, db, skel, str(own_volume))
+    assert not first.reused and again.reused and again.note is None
+    assert sampled == [str(own_volume)]  # sampled once, for the first call only
+    assert dict(zip(again.node_ids.tolist(), again.fragments.tolist())) == \
+        dict(zip(first.node_ids.tolist(), first.fragments.tolist()))
+
+
+def test_a_rewritten_chunk_at_the_same_path_is_sampled_again(data, skeletons_only, own_volume, sampled):
+    s, db, skel = skeletons_only
+    nodes, _ = skeleton_docs(data)
+    first = map_skeleton_fragments(s, db, skel, str(own_volume))
+    changed = relabel_chunk_under(own_volume, nodes)
+    m = map_skeleton_fragments(s, db, skel, str(own_volume))
+    assert not m.reused and len(sampled) == 2
+    assert m.note == "the fragments volume changed since the mapping was stored: recomputed"
+    got = dict(zip(m.node_ids.tolist(), m.fragments.tolist()))
+    assert got == dict(zip([n["id"] for n in nodes], expected_fragments(data, nodes, own_volume).tolist()))
+    before = dict(zip(first.node_ids.tolist(), first.fragments.tolist()))
+    assert any(before[i] for i in changed)
+    assert all(got[i] == before[i] + 7_000_000 for i in changed if before[i])
+    assert all(got[i] == before[i] for i in before if i not in changed)
+    third = map_skeleton_fragments(s, db, skel, str(own_volume))
+    assert third.reused and len(sampled) == 2  # the replaced mapping is reused in turn
+
+
+def test_touching_the_chunks_gives_the_same_mapping(skeletons_only, own_volume):
+    s, db, skel = skeletons_only
+    first = map_skeleton_fragments(s, db, skel, str(own_volume))
+    for p in own_volume.rglob("*"):
+        st = p.stat()
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    m = map_skeleton_fragments(s, db, skel, str(own_volume))  # may recompute: a touch looks like a write
+    assert dict(zip(m.node_ids.tolist(), m.fragments.tolist())) == \
+        dict(zip(first.node_ids.tolist(), first.fragments.tolist()))
+
+
+def test_a_changed_mask_is_noticed(skeletons_only, own_volume, tmp_path, sampled):
+    s, db, skel = skeletons_only
+    src = open_volume(str(own_volume))
+    mask = create_volume(tmp_path / "mask", src.shape, src.chunks, np.uint8, src.offset, src.resolution)
+    for idx, sl in mask.blocks():
+        write_chunk(mask, idx, np.ones(tuple(x.stop - x.start for x in sl), np.uint8))
+    assert map_skeleton_fragments(s, db, skel, str(own_volume), mask=str(tmp_path / "mask")).masked == 0
+    write_chunk(mask, (0, 0, 0), np.zeros(mask.chunks, np.uint8))
+    m = map_skeleton_fragments(s, db, skel, str(own_volume), mask=str(tmp_path / "mask"))
+    assert not m.reused and m.note == "the mask volume changed since the mapping was stored: recomputed"
+    assert len(sampled) == 4  # fragments and mask, twice
+
+
+def test_evaluate_says_when_it_recomputed_the_mapping(data, mock_uri, own_volume, tmp_path):
+    s = store.connect(mock_uri)
+    ingest(str(data.rag_dir), store=s, name="ev", quiet=True)
+    ingest(str(data.skeleton_dir), store=s, name="ev", quiet=True)
+
+    def run():
+        return evaluate(store=s, name="ev", fragments=str(own_volume), edges=EDGES, thresholds="0.3,0.6",
+                        out=tmp_path / "out", quiet=True)
+
+    assert run().mapping.note is None
+    relabel_chunk_under(own_volume, skeleton_docs(data)[0])
+    r = run()
+    assert not r.mapping.reused
+    assert "note: the fragments volume changed since the mapping was stored: recomputed" in r.paths["txt"].read_text()
+    assert run().mapping.reused and "note:" not in r.paths["txt"].read_text()

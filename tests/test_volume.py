@@ -8,7 +8,7 @@ import zarr
 
 from lsdgraph.errors import LsdgraphError
 from lsdgraph.sources import S3Options
-from lsdgraph.volume import create_volume, open_volume, write_chunk
+from lsdgraph.volume import create_volume, fingerprint, open_volume, write_chunk
 
 OFFSET, RES = (100.0, 0.0, 36.0), (20.0, 9.0, 9.0)
 
@@ -64,6 +64,30 @@ def test_the_same_volume_over_s3(labels, s3):
     v = open_volume(url, s3=S3Options(endpoint_url=s3.endpoint))  # anonymous, like the public bucket
     assert np.array_equal(v.read((0, 0, 0), a.shape), a)
     check_sample(v, a)
+
+
+def test_the_fingerprint_follows_the_content(labels):
+    a, path = labels
+    v = open_volume(str(path))
+    fp = fingerprint(v)
+    assert fp and fingerprint(open_volume(str(path))) == fp  # a listing: the same until something changes
+    write_chunk(v, (1, 1, 1), a[16:32, 32:50, 16:32] + np.uint64(1))
+    assert fingerprint(v) not in (fp, None)
+    fp = fingerprint(v)
+    (path / ".zattrs").write_text('{"offset": [0, 0, 0], "resolution": [20, 9, 9]}')
+    assert fingerprint(open_volume(str(path))) != fp
+
+
+@pytest.mark.s3
+def test_the_fingerprint_over_s3_follows_the_etags(labels, s3):
+    a, path = labels
+    url = s3.upload_folder(path, f"public/{s3.prefix}frag")
+    opts = S3Options(endpoint_url=s3.endpoint)
+    v = open_volume(url, s3=opts)
+    fp = fingerprint(v, s3=opts)
+    assert fp and fingerprint(open_volume(url, s3=opts), s3=opts) == fp
+    s3.put(f"public/{s3.prefix}frag/0.0.0", (path / "1.1.1").read_bytes())  # another chunk's bytes
+    assert fingerprint(v, s3=opts) not in (fp, None)
 
 
 def test_bad_volumes(tmp_path):
