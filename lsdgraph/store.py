@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence, TypeVar
 
@@ -191,10 +192,14 @@ def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:
 
     timeout = timeout_ms or int(os.environ.get("LSDGRAPH_SERVER_TIMEOUT_MS", "5000"))
     try:
-        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout)
+        with warnings.catch_warnings():
+            # pymongo warns of an unknown URI option, then often fails on it: one line, not two
+            warnings.simplefilter("error", UserWarning)
+            client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout)
         client.admin.command("ping")
-    except perr.ConfigurationError as e:
-        raise LsdgraphError(f"--db {shown}: {e}") from None
+    except (perr.ConfigurationError, perr.InvalidURI, ValueError, TypeError, UserWarning) as e:
+        raise LsdgraphError(f"--db {shown}: not a usable MongoDB URI ({e}); write it as "
+                            "mongodb://[user:password@]host:port/ with the password percent-escaped") from None
     except perr.OperationFailure as e:
         raise LsdgraphError(f"MongoDB at {shown} refused us: {e.details.get('errmsg', e) if e.details else e}; "
                             "check the user and password in the URI") from None

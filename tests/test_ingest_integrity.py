@@ -410,3 +410,15 @@ def test_cli_wait_flag_and_one_line(dumps, mock_uri):
     rag = dumps.rag(n_nodes=50)
     r = run_cli("ingest", str(rag.nodes_file), "--db", "mongomock://", "--wait", "-1")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "wait=-1" in r.stderr
+
+
+def test_nothing_secret_reaches_a_meta_record(dumps, mock_uri):
+    from lsdgraph.errors import register_secret
+
+    secret = "tok3n-Sup3rSecret"
+    register_secret(secret)  # as S3Options does with an AWS session token
+    path = dumps.write(f"from-{secret}/nodes.bson", b"\x05\x00\x00\x00\x01")
+    with pytest.raises(LsdgraphError):
+        load(path, mock_uri)
+    rec = record(mock_uri)
+    assert rec["status"] == "failed" and secret not in repr(rec) and "***" in rec["source"] + rec["error"]

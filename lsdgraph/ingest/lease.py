@@ -22,7 +22,7 @@ from pymongo import ReturnDocument
 from pymongo import errors as perr
 
 from .. import schema
-from ..errors import LsdgraphError
+from ..errors import LsdgraphError, redact_record
 from ..store import Store
 
 STALE_SECONDS = float(os.environ.get("LSDGRAPH_LEASE_SECONDS", "60"))
@@ -114,6 +114,7 @@ class Lease:
 
     def write(self, update: dict, what: str) -> None:
         """Apply ``update`` to the record if this lease still holds it, else :class:`LeaseLost`."""
+        update = redact_record(update)  # sources and errors may carry URLs with credentials
         if self.store.mock:
             update = _with_heartbeat(update)  # no heartbeat thread in-process: beat on each write
         r = self.store.retry(lambda: self.meta.update_one({"_id": self.collection, "lease.owner": self.owner},
@@ -156,7 +157,7 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        upd = dict(update or {})
+        upd = redact_record(dict(update or {}))
         upd["$unset"] = {**upd.get("$unset", {}), "lease": ""}
         try:
             self.meta.update_one({"_id": self.collection, "lease.owner": self.owner}, upd)
