@@ -13,7 +13,8 @@ import pytest
 from lsdgraph import cli, ingest as ingest_mod, schema, store as store_mod
 from lsdgraph.errors import LsdgraphError
 
-from conftest import free_port, run_cli, subprocess_env
+from conftest import run_cli, subprocess_env
+from servers import free_port
 
 N = 500        # documents in each file
 BATCH = 100    # so that most errors come after several committed batches

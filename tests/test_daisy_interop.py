@@ -18,7 +18,8 @@ from lsdgraph.ingest import ingest
 from lsdgraph.roi import Roi, as_roi
 from lsdgraph.synth import synth
 
-from conftest import run_cli, unavailable
+from conftest import run_cli
+from servers import unavailable
 from test_query import brute
 from test_query_server import Commands, assert_same_edges, edge_dict
 

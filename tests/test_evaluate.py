@@ -11,7 +11,7 @@ import bson
 import numpy as np
 import pytest
 import zarr
-from conftest import reference_segments
+from dumpdata import reference_segments
 
 from lsdgraph import bsonio, cli, metrics, schema, store
 from lsdgraph.demo import demo
@@ -26,8 +26,8 @@ EDGES = "edges_hist_quant_75"
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return synth(tmp_path_factory.mktemp("synth"), "zebrafinch", "tiny", seed=5)
+def data(synthetic):
+    return synthetic("zebrafinch", "tiny", seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ from lsdgraph.sources import SourceFile
 from lsdgraph.errors import LsdgraphError
 from lsdgraph.progress import Progress
 
-from conftest import REPO, subprocess_env
+from conftest import subprocess_env
+from servers import REPO
 
 DB = "lsd"
 POS_FIELDS = schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"]

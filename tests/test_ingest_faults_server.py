@@ -15,7 +15,8 @@ import pytest
 
 from lsdgraph import ingest as ingest_mod, schema, store as store_mod
 
-from conftest import REPO, _wait_for_ping, free_port, run_cli, subprocess_env, unavailable
+from conftest import run_cli, subprocess_env
+from servers import REPO, wait_for_ping, free_port, unavailable
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -35,7 +36,7 @@ class Daemon:
         self.proc = subprocess.Popen([self.exe, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path",
                                       str(self.storage), "--log-level", "WARNING"], stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        if not _wait_for_ping(self.uri, 60, self.proc):
+        if not wait_for_ping(self.uri, 60, self.proc):
             unavailable(f"secantusd-py did not answer on port {self.port}")
         return self
 

@@ -17,7 +17,8 @@ from lsdgraph import ingest as ingest_mod, schema, store as store_mod
 from lsdgraph.errors import LsdgraphError
 from lsdgraph.retry import RetryPolicy
 
-from conftest import REPO, run_cli, subprocess_env
+from conftest import run_cli, subprocess_env
+from servers import REPO
 
 pytestmark = pytest.mark.server
 

@@ -24,7 +24,7 @@ from lsdgraph.ingest import ingest
 from lsdgraph.roi import Roi
 from lsdgraph.synth import synth
 
-from conftest import REPO
+from servers import REPO
 
 pytestmark = [pytest.mark.server, pytest.mark.mongosh]
 

@@ -24,7 +24,8 @@ from lsdgraph.errors import LsdgraphError
 from lsdgraph.ingest import ingest
 from lsdgraph.roi import Roi, as_roi, mongo_filter
 
-from conftest import Dumps, run_cli
+from conftest import run_cli
+from dumpdata import Dumps
 from test_query import EXTENT, brute, write_rag
 
 pytestmark = pytest.mark.server

@@ -11,7 +11,8 @@ from lsdgraph import cli, ingest as ingest_mod, schema, sources, store as store_
 from lsdgraph.errors import LsdgraphError
 from lsdgraph.sources import human_bytes
 
-from conftest import PRIVATE, run_cli, subprocess_env
+from conftest import run_cli, subprocess_env
+from servers import PRIVATE
 
 pytestmark = pytest.mark.s3
 

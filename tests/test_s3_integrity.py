@@ -20,7 +20,7 @@ from lsdgraph import sources
 from lsdgraph.errors import LsdgraphError
 from lsdgraph.sources import S3Options, SourceChanged, list_files
 
-from conftest import PRIVATE, PUBLIC, TcpProxy
+from servers import PRIVATE, PUBLIC, TcpProxy
 
 pytestmark = pytest.mark.s3
 

@@ -13,7 +13,8 @@ import pytest
 from lsdgraph import errors
 from lsdgraph.errors import LsdgraphError, redact, redact_record, redact_uri
 
-from conftest import free_port, run_cli, subprocess_env
+from conftest import run_cli, subprocess_env
+from servers import free_port
 
 HOST, HOST2, SRV = "db.example.org:28018", "db2.example.org:28019", "cluster0.example.net"
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import reference_segments as reference
+from dumpdata import reference_segments as reference
 
 from lsdgraph import agglomerate, cli, schema, segment, store
 from lsdgraph.errors import LsdgraphError
@@ -19,8 +19,8 @@ THRESHOLDS = "0:1:0.1"
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return synth(tmp_path_factory.mktemp("synth"), "hemi", "tiny", seed=3)
+def data(synthetic):
+    return synthetic("hemi", "tiny", seed=3)
 
 
 @pytest.fixture(scope="module")
