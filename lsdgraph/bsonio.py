@@ -2,9 +2,11 @@
 numpy columns, and write columns back as BSON — without building a Python object per document.
 
 A mongodump ``.bson`` file is a plain concatenation of BSON documents, each starting with its int32
-little-endian total length. :func:`scan` walks the documents *and their elements* (so a length
-prefix that lies is caught where it lies), recording for each requested field its BSON type and the
-byte offset of its value; :func:`gather` turns those into int64 values (doubles as raw bits).
+little-endian total length. :func:`scan` walks the documents *and every element in them*, embedded
+documents and arrays included, so what the server (or pymongo) would reject is caught here, where
+it is: lengths that lie, strings without their NUL or not UTF-8, bools other than 0/1, a name twice
+in one document, nesting past MongoDB's limit. It records for each requested top-level field its
+BSON type and value (ints as int64, doubles as raw bits), and lists the other top-level names.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from numba import njit
 T_MISSING = 0
 T_DOUBLE = 1
 T_STRING = 2
+T_DOCUMENT = 3
+T_ARRAY = 4
 T_OID = 7
 T_BOOL = 8
 T_NULL = 10
@@ -32,6 +36,9 @@ TYPE_NAMES = {
 
 MAX_DOC_BYTES = 16 * 1024 * 1024 + 16 * 1024  # the server's 16 MiB limit plus headroom
 
+MAX_DEPTH = 100     # MongoDB's limit on nested documents and arrays
+EXTRA_NAMES = 64    # distinct unrequested top-level names a scan remembers (see Docs.extras)
+
 # scan() error codes
 OK = 0
 ERR_LENGTH = 1      # a length prefix out of range
@@ -39,24 +46,41 @@ ERR_TYPE = 2        # an unknown element type byte
 ERR_OVERRUN = 3     # an element runs past the document's declared end
 ERR_TERMINATOR = 4  # the elements end somewhere other than where the length prefix says
 ERR_CSTRING = 5     # an element name without its NUL
-ERR_STRLEN = 6      # a string/binary length out of range
+ERR_STRLEN = 6      # a string/binary/embedded document length out of range
 ERR_TRUNCATED = 7   # the data ends inside a document
+ERR_STRING = 8      # a string value without its terminating NUL
+ERR_UTF8 = 9        # a string value that is not valid UTF-8
+ERR_NAME_UTF8 = 10  # an element name that is not valid UTF-8
+ERR_BOOL = 11       # a bool byte other than 0 or 1
+ERR_DUPLICATE = 12  # the same name twice in one document (top level or embedded)
+ERR_DEPTH = 13      # documents and arrays nested deeper than MAX_DEPTH
 
 ERROR_TEXT = {
     ERR_LENGTH: "length prefix {length} is not a valid BSON document length (5 .. 16 MiB)",
-    ERR_TYPE: "unknown BSON element type byte at byte {at}",
-    ERR_OVERRUN: "an element at byte {at} runs past the document's declared length {length}",
-    ERR_TERMINATOR: "the length prefix says {length} bytes but the document's elements end at byte {at}",
-    ERR_CSTRING: "an element name starting at byte {at} has no terminating NUL",
-    ERR_STRLEN: "a string or binary value at byte {at} declares an impossible length",
+    ERR_TYPE: "unknown BSON element type byte at byte {at}{inside}",
+    ERR_OVERRUN: "an element at byte {at} runs past {where}'s declared length {length}",
+    ERR_TERMINATOR: "the length prefix says {length} bytes but {where}'s elements end at byte {at}",
+    ERR_CSTRING: "an element name starting at byte {at}{inside} has no terminating NUL",
+    ERR_STRLEN: "a string, binary or embedded document value at byte {at}{inside} declares an impossible length",
     ERR_TRUNCATED: "the data ends inside a document: {remaining} bytes remain of a declared {length}",
+    ERR_STRING: "the string `{field}` at byte {at} has no terminating NUL",
+    ERR_UTF8: "the string `{field}` at byte {at} is not valid UTF-8",
+    ERR_NAME_UTF8: "the field name `{field}` at byte {at} is not valid UTF-8",
+    ERR_BOOL: "the bool `{field}` at byte {at} has the byte value {value} (a bool is 0 or 1)",
+    ERR_DUPLICATE: "the field `{field}` appears twice in one document (again at byte {at}), so readers "
+                   "disagree on its value (MongoDB matches the first)",
+    ERR_DEPTH: "`{field}` at byte {at} nests documents and arrays deeper than MongoDB's limit of "
+               f"{MAX_DEPTH} levels",
 }
+# errors inside one document whose length and boundaries are intact
+ELEMENT_ERRORS = (ERR_STRING, ERR_UTF8, ERR_NAME_UTF8, ERR_BOOL, ERR_DUPLICATE, ERR_DEPTH)
 
 
 @njit(inline="always")
 def _u32(b, p):
-    return (np.int64(b[p]) | (np.int64(b[p + 1]) << 8) | (np.int64(b[p + 2]) << 16)
-            | (np.int64(b[p + 3]) << 24))
+    q = np.uint64(p)  # an unsigned index skips numba's negative-index fix-up: the loads fuse
+    return (np.int64(b[q]) | (np.int64(b[q + np.uint64(1)]) << 8) | (np.int64(b[q + np.uint64(2)]) << 16)
+            | (np.int64(b[q + np.uint64(3)]) << 24))
 
 
 @njit(inline="always")
@@ -72,56 +96,302 @@ def _i64(b, p):
     return _u32(b, p) | (_u32(b, p + 4) << 32)  # int64 wraparound gives two's complement
 
 
+def _py_key(name: bytes) -> tuple[int, int]:
+    """A name's key as _scan computes it: its first and last 8 bytes as int64s (4 bytes, or the
+    bytes, when shorter). Equal lengths and keys mean equal names up to 16 bytes: two compares
+    instead of a loop over the bytes."""
+    n = len(name)
+    if n >= 8:
+        return (int.from_bytes(name[:8], "little", signed=True),
+                int.from_bytes(name[-8:], "little", signed=True))
+    if n >= 4:
+        return int.from_bytes(name[:4], "little"), int.from_bytes(name[-4:], "little")
+    return int.from_bytes(name, "little"), 0
+
+
 @njit(cache=True, nogil=True)
-def _scan(buf, pos, end, final, names, name_lens, max_docs, starts, types, vpos):
-    """Walk documents in ``buf[pos:end]``; returns (n_docs, pos, error, error_at)."""
+def _utf8_ok(b, p, e):
+    """Is ``b[p:e]`` valid UTF-8, as strictly as Python decodes it (no overlongs, no surrogates)?"""
+    while p < e:
+        c = b[p]
+        if c < 0x80:
+            p += 1
+            continue
+        if c < 0xC2 or c > 0xF4:
+            return False
+        need = 1 if c < 0xE0 else (2 if c < 0xF0 else 3)
+        if p + need >= e:
+            return False
+        lo, hi = 0x80, 0xBF  # the second byte's range, narrower after E0, ED, F0, F4
+        if c == 0xE0:
+            lo = 0xA0
+        elif c == 0xED:
+            hi = 0x9F
+        elif c == 0xF0:
+            lo = 0x90
+        elif c == 0xF4:
+            hi = 0x8F
+        if not lo <= b[p + 1] <= hi:
+            return False
+        for k in range(2, need + 1):
+            if not 0x80 <= b[p + k] <= 0xBF:
+                return False
+        p += need + 1
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _same(b, p, q, n):
+    for k in range(n):
+        if b[p + k] != b[q + k]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _same_name(b, p, names, f, n):
+    for k in range(n):
+        if b[p + k] != names[f, k]:
+            return False
+    return True
+
+
+@njit(inline="always")
+def _hash(b, p, nl):
+    h = np.uint64(14695981039346656037)  # FNV-1a
+    for k in range(nl):
+        h = (h ^ np.uint64(b[p + k])) * np.uint64(1099511628211)
+    return h
+
+
+# The name set, for the names not checked for repeats otherwise (those in embedded documents,
+# and top-level ones beyond EXTRA_NAMES): open addressing over rows (name offset, name length,
+# container start, container end). A row whose container does not hold the current position
+# belongs to a closed container and counts as free, so nothing is ever cleared: the rows a probe
+# passes belong to containers still open (the current one or an ancestor), so lookups stay right.
+@njit(inline="always")
+def _slot_live(hs, i, cur):
+    return hs[i, 2] <= cur <= hs[i, 3]
+
+
+@njit(cache=True, nogil=True)
+def _set_put(b, hs, p, nl, start, last):
+    """Add name ``b[p:p+nl]`` of the container ``b[start:last+1]``; False if it is there already."""
+    mask = hs.shape[0] - 1
+    i = np.int64(_hash(b, p, nl) & np.uint64(mask))
+    while _slot_live(hs, i, p):
+        if hs[i, 2] == start and hs[i, 1] == nl and _same(b, hs[i, 0], p, nl):
+            return False
+        i = (i + 1) & mask
+    hs[i, 0], hs[i, 1], hs[i, 2], hs[i, 3] = p, nl, start, last
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _set_add(b, hs, p, nl, depth, state, path):
+    """(name set, fresh): add a name of the container at ``path[depth]``, growing the set to
+    keep it at most half full (``state[2]`` counts the rows of open containers)."""
+    if 2 * (state[2] + 1) > hs.shape[0]:
+        grown = np.full((2 * hs.shape[0], 4), -2, np.int64)
+        for i in range(hs.shape[0]):
+            if _slot_live(hs, i, p):
+                _set_put(b, grown, hs[i, 0], hs[i, 1], hs[i, 2], hs[i, 3])
+        hs = grown
+    fresh = _set_put(b, hs, p, nl, path[depth, 2], path[depth, 5])
+    if fresh:
+        state[2] += 1
+        path[depth, 4] += 1
+    return hs, fresh
+
+
+@njit(cache=True, nogil=True)
+def _string_size(b, v, last):
+    """(code, size) of a string value at ``v`` (int32 length, UTF-8 bytes, NUL) before ``last``."""
+    if v + 4 > last:
+        return ERR_OVERRUN, 0
+    sl = _i32(b, v)
+    if sl < 1 or v + 4 + sl > last:
+        return ERR_STRLEN, 0
+    if b[v + 3 + sl] != 0:
+        return ERR_STRING, 0
+    if not _utf8_ok(b, v + 4, v + 3 + sl):
+        return ERR_UTF8, 0
+    return OK, 4 + sl
+
+
+@njit(cache=True, nogil=True)
+def _cstring_size(b, v, last):
+    """(code, size) of a NUL-terminated UTF-8 string at ``v`` before ``last``."""
+    q = v
+    while q < last and b[q] != 0:
+        q += 1
+    if q >= last:
+        return ERR_OVERRUN, 0
+    if not _utf8_ok(b, v, q):
+        return ERR_UTF8, 0
+    return OK, q + 1 - v
+
+
+@njit(cache=True, nogil=True)
+def _variable_size(b, t, v, last):
+    """(code, at, size) of a string, binary, regex or DBPointer value at ``v``; ``at`` is the byte
+    at fault, 0 when it is the element itself."""
+    if t == 5:  # int32 length, subtype, bytes; the old subtype 2 repeats the length inside
+        if v + 4 > last:
+            return ERR_OVERRUN, v, 0
+        sl = _i32(b, v)
+        if sl < 0:
+            return ERR_STRLEN, v, 0
+        if v + 5 + sl > last:
+            return ERR_OVERRUN, v, 0
+        if b[v + 4] == 2 and (sl < 4 or _i32(b, v + 5) != sl - 4):
+            return ERR_STRLEN, v, 0
+        return OK, 0, 5 + sl
+    if t == 11:  # regex: pattern and options, two C strings
+        code, size = _cstring_size(b, v, last)
+        if code == OK:
+            code, more = _cstring_size(b, v + size, last)
+            size += more
+    else:        # string, code, symbol; DBPointer is a string and 12 bytes
+        code, size = _string_size(b, v, last)
+        size += 12 if t == 12 else 0
+    if code == ERR_STRING or code == ERR_UTF8:
+        return code, 0, 0
+    return code, v, size
+
+
+@njit(cache=True, nogil=True)
+def _container(b, t, v, last):
+    """(code, at, start, end) of the document an element of type 3, 4 or 15 at ``v`` opens,
+    from ``start`` to its terminating NUL at ``end``; code with scope is checked up to its scope."""
+    if v + 4 > last:
+        return ERR_OVERRUN, v, 0, 0
+    size = _i32(b, v)
+    if size < (14 if t == 15 else 5):
+        return ERR_STRLEN, v, 0, 0
+    if v + size > last:
+        return ERR_OVERRUN, v, 0, 0
+    start = v
+    if t == 15:  # int32 total, the code as a string, then the scope document filling the rest
+        code, sl = _string_size(b, v + 4, v + size - 1)
+        if code == ERR_STRING or code == ERR_UTF8:
+            return code, 0, 0, 0
+        start = v + 4 + sl
+        if code != OK or start + 5 > v + size or _i32(b, start) != v + size - start:
+            return ERR_STRLEN, v, 0, 0
+    return OK, 0, start, v + size - 1
+
+
+@njit(cache=True, nogil=True)
+def _scan(buf, pos, end, final, names, name_lens, keys, max_docs, starts, types, vpos, extra, state, path):
+    """Walk documents in ``buf[pos:end]`` and every element in them, at every depth; returns
+    (n_docs, pos, error, error_at, error_depth, on_element).
+
+    ``keys`` are the requested names' :func:`_py_key`. ``extra`` rows (offset, length, first
+    document, first element, key, key) are the distinct top-level names that are not requested;
+    ``state`` is [extra rows used, first document with such a name that did not fit (-1: none),
+    name set rows of open containers]. ``path`` rows (name offset, name length, start, type, name
+    set rows, end) are the open containers, row 0 the document; on an error ``error_depth`` is the
+    container's row and, when ``on_element``, row ``error_depth + 1`` names the element.
+
+    One long loop on purpose: the common elements (names, numbers, bools, ObjectIds) are handled
+    inline, since a call per element (or numba's reference counting around inlined helpers that
+    take arrays) costs more than the whole scan; rare values go through helpers.
+    """
     nf = names.shape[0]
+    seen = np.full(extra.shape[0], -1, np.int64)  # the document each extra name was last seen in
+    hs = np.full((64, 4), -2, np.int64)           # the name set (all rows free)
     n = 0
     while n < max_docs:
         if pos >= end:
-            return n, pos, OK, pos
+            return n, pos, OK, pos, 0, False
         if end - pos < 4:
-            if final:
-                return n, pos, ERR_TRUNCATED, pos
-            return n, pos, OK, pos
+            return n, pos, ERR_TRUNCATED if final else OK, pos, 0, False
         length = _i32(buf, pos)
         if length < 5 or length > MAX_DOC_BYTES:
-            return n, pos, ERR_LENGTH, pos
+            return n, pos, ERR_LENGTH, pos, 0, False
         if pos + length > end:
-            if final:
-                return n, pos, ERR_TRUNCATED, pos
-            return n, pos, OK, pos
-        last = pos + length - 1  # where the terminating NUL must be
+            return n, pos, ERR_TRUNCATED if final else OK, pos, 0, False
         for f in range(nf):
             types[n, f] = 0
+        depth = 0
+        last = pos + length - 1  # where the current container's terminating NUL must be
+        path[0, 2], path[0, 3], path[0, 4], path[0, 5] = pos, 3, 0, last
         p = pos + 4
         while True:
             if p > last:
-                return n, pos, ERR_OVERRUN, p
+                return n, pos, ERR_OVERRUN, p, depth, False
             t = buf[p]
             if t == 0:
                 if p != last:
-                    return n, pos, ERR_TERMINATOR, p
-                break
+                    return n, pos, ERR_TERMINATOR, p, depth, False
+                state[2] -= path[depth, 4]
+                if depth == 0:
+                    break
+                depth -= 1
+                p = last + 1
+                last = path[depth, 5]
+                continue
+            el = p
             p += 1
             q = p
+            hi = 0  # the OR of the name's bytes: below 0x80 it is ASCII, valid UTF-8
             while q < last and buf[q] != 0:
+                hi |= buf[q]
                 q += 1
             if q >= last:
-                return n, pos, ERR_CSTRING, p
+                return n, pos, ERR_CSTRING, p, depth, False
             nl = q - p
-            field = -1
-            for f in range(nf):
-                if name_lens[f] == nl:
-                    same = True
-                    for k in range(nl):
-                        if buf[p + k] != names[f, k]:
-                            same = False
-                            break
-                    if same:
+            path[depth + 1, 0], path[depth + 1, 1] = p, nl
+            if t > 19 and t != 127 and t != 255:
+                return n, pos, ERR_TYPE, el, depth, True
+            if hi >= 0x80 and not _utf8_ok(buf, p, q):
+                return n, pos, ERR_NAME_UTF8, el, depth, True
+            v = q + 1
+            # repeated names: requested fields by their column, other top-level names by their
+            # extra row, the rest through the name set (array keys are positional: not checked)
+            fresh = True
+            to_set = depth > 0 and path[depth, 3] != 4
+            if depth == 0:
+                if nl >= 8:  # the key (see _py_key); inline, as a helper taking buf costs more
+                    head, tail = _i64(buf, p), _i64(buf, p + nl - 8)
+                elif nl >= 4:
+                    head, tail = _u32(buf, p), _u32(buf, p + nl - 4)
+                else:  # the 4 bytes ending at the name's NUL, shifted down to the name's
+                    head, tail = _u32(buf, q - 3) >> (8 * (3 - nl)), 0
+                field = -1
+                for f in range(nf):
+                    if (name_lens[f] == nl and keys[f, 0] == head and keys[f, 1] == tail
+                            and (nl <= 16 or _same_name(buf, p, names, f, nl))):
                         field = f
                         break
-            p = q + 1
+                if field >= 0:
+                    fresh = types[n, field] == 0
+                    types[n, field] = t
+                    vpos[n, field] = v
+                else:
+                    j = -1
+                    for k in range(state[0]):
+                        if (extra[k, 1] == nl and extra[k, 4] == head and extra[k, 5] == tail
+                                and (nl <= 16 or _same(buf, extra[k, 0], p, nl))):
+                            j = k
+                            break
+                    if j < 0 and state[0] < extra.shape[0]:
+                        j = state[0]
+                        extra[j, 0], extra[j, 1], extra[j, 2], extra[j, 3], extra[j, 4], extra[j, 5] = (
+                            p, nl, n, el, head, tail)
+                        state[0] += 1
+                    if j >= 0:
+                        fresh = seen[j] != n
+                        seen[j] = n
+                    else:
+                        if state[1] < 0:
+                            state[1] = n
+                        to_set = True
+            if to_set:
+                hs, fresh = _set_add(buf, hs, p, nl, depth, state, path)
+            if not fresh:
+                return n, pos, ERR_DUPLICATE, el, depth, True
             if t == 1 or t == 9 or t == 17 or t == 18:
                 size = 8
             elif t == 16:
@@ -134,45 +404,30 @@ def _scan(buf, pos, end, final, names, name_lens, max_docs, starts, types, vpos)
                 size = 0
             elif t == 19:
                 size = 16
-            elif t == 2 or t == 13 or t == 14 or t == 12:
-                if p + 4 > last:
-                    return n, pos, ERR_OVERRUN, p
-                sl = _i32(buf, p)
-                if sl < 1 or p + 4 + sl > last:
-                    return n, pos, ERR_STRLEN, p
-                size = 4 + sl + (12 if t == 12 else 0)
             elif t == 3 or t == 4 or t == 15:
-                if p + 4 > last:
-                    return n, pos, ERR_OVERRUN, p
-                size = _i32(buf, p)
-                if size < 5:
-                    return n, pos, ERR_STRLEN, p
-            elif t == 5:
-                if p + 4 > last:
-                    return n, pos, ERR_OVERRUN, p
-                sl = _i32(buf, p)
-                if sl < 0:
-                    return n, pos, ERR_STRLEN, p
-                size = 5 + sl
-            elif t == 11:
-                q = p
-                for _ in range(2):
-                    while q < last and buf[q] != 0:
-                        q += 1
-                    q += 1
-                size = q - p
+                code, at, start, sub_last = _container(buf, t, v, last)
+                if code != OK:
+                    return n, pos, code, (at if at else el), depth, True
+                if depth == MAX_DEPTH:
+                    return n, pos, ERR_DEPTH, el, depth, True
+                depth += 1
+                path[depth, 2], path[depth, 3], path[depth, 4], path[depth, 5] = start, t, 0, sub_last
+                last = sub_last
+                p = start + 4
+                continue
             else:
-                return n, pos, ERR_TYPE, p - nl - 2
-            if p + size > last:
-                return n, pos, ERR_OVERRUN, p
-            if field >= 0:
-                types[n, field] = t
-                vpos[n, field] = p
-            p += size
+                code, at, size = _variable_size(buf, t, v, last)
+                if code != OK:
+                    return n, pos, code, (at if at else el), depth, True
+            if v + size > last:
+                return n, pos, ERR_OVERRUN, v, depth, True
+            if t == 8 and buf[v] > 1:
+                return n, pos, ERR_BOOL, el, depth, True
+            p = v + size
         starts[n] = pos
         n += 1
         pos += length
-    return n, pos, OK, pos
+    return n, pos, OK, pos, 0, False
 
 
 @njit(cache=True, nogil=True)
@@ -199,13 +454,18 @@ class ScanError:
 
     code: int
     doc_offset: int  # offset of the offending document in the buffer
-    at: int          # offset of the offending byte in the buffer
-    length: int      # the document's declared length (when readable)
+    at: int          # offset of the offending byte (or element) in the buffer
+    length: int      # the declared length of the document (or embedded one) at fault, when readable
     remaining: int   # bytes left from doc_offset to the end of the data
+    field: str = ""  # dotted path of the element at fault ("" when it is the document itself)
+    where: str = "the document"  # the container at fault: the document or an embedded one
+    value: int = -1  # the offending byte, for a bad bool
 
     def describe(self, base: int = 0) -> str:
-        return ERROR_TEXT[self.code].format(length=self.length, at=base + self.at,
-                                            remaining=self.remaining)
+        inside = "" if self.where == "the document" else f" in {self.where}"
+        return ERROR_TEXT[self.code].format(length=self.length, at=base + self.at, remaining=self.remaining,
+                                            field=self.field, where=self.where, inside=inside,
+                                            value=self.value)
 
 
 @dataclass
@@ -218,6 +478,11 @@ class Docs:
     fields: tuple[str, ...]
     types: np.ndarray    # uint8 (n, n_fields): BSON type per field, 0 = missing
     values: np.ndarray   # int64 (n, n_fields): ints as values, doubles as bit patterns
+    # Per scan (not kept by take()): the distinct top-level names that are not in ``fields``, as
+    # (name, first document index, offset in buf of its first element) ...
+    extras: tuple[tuple[str, int, int], ...] = ()
+    # ... complete unless this is >= 0: the first document with such a name beyond EXTRA_NAMES
+    unlisted_from: int = -1
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -247,6 +512,14 @@ class Docs:
     def take(self, rows: np.ndarray) -> "Docs":
         """The documents at ``rows`` (a mask or indices); they need not be contiguous."""
         return Docs(self.buf, self.starts[rows], self.ends[rows], self.fields, self.types[rows], self.values[rows])
+
+    def element_offset(self, i: int, field: str) -> int:
+        """Offset in buf of document ``i``'s top-level ``field`` element (its type byte), -1 if it
+        is not found: a scan of that one document, for messages (value offsets are not kept, as
+        holding them per batch costs the allocator more than the whole check)."""
+        one, _, _ = scan(self.raw(i), ())
+        at = next((at for name, _, at in one.extras if name == field), -1)
+        return -1 if at < 0 else int(self.starts[i]) + at
 
     def raw(self, i: int) -> bytes:
         return self.buf[self.starts[i]:self.ends[i]].tobytes()
@@ -284,12 +557,17 @@ def scan(buf, fields: Sequence[str], start: int = 0, end: int | None = None, *, 
     if max_docs is None:
         max_docs = max(1, (end - start) // 5 + 1)
     names, lens = _name_table(fields)
+    keys = np.array([_py_key(f.encode()) for f in fields], np.int64).reshape(len(fields), 2)
     nf = len(fields)
     cap = max_docs
     starts = np.empty(cap, np.int64)
     types = np.empty((cap, nf), np.uint8)
     vpos = np.empty((cap, nf), np.int64)
-    n, stop, code, at = _scan(a, start, end, final, names, lens, max_docs, starts, types, vpos)
+    extra = np.empty((EXTRA_NAMES, 6), np.int64)
+    state = np.array([0, -1, 0], np.int64)
+    path = np.zeros((MAX_DEPTH + 2, 6), np.int64)
+    n, stop, code, at, depth, on_element = _scan(a, start, end, final, names, lens, keys, max_docs, starts,
+                                                 types, vpos, extra, state, path)
     starts = starts[:n]
     types = types[:n]
     values = np.empty((n, nf), np.int64)
@@ -298,12 +576,63 @@ def scan(buf, fields: Sequence[str], start: int = 0, end: int | None = None, *, 
     if n:
         ends[:-1] = starts[1:]
         ends[-1] = stop
-    err = None
-    if code != OK:
-        remaining = end - stop
+    extras = tuple((_text(a, int(r[0]), int(r[1])), int(r[2]), int(r[3])) for r in extra[:state[0]])
+    err = None if code == OK else _scan_error(a, code, stop, at, end, path, depth, on_element)
+    return Docs(a, starts, ends, tuple(fields), types, values, extras, int(state[1])), stop, err
+
+
+def _text(a: np.ndarray, offset: int, length: int) -> str:
+    return bytes(a[offset:offset + length]).decode("utf-8", "backslashreplace")
+
+
+def _scan_error(a: np.ndarray, code: int, stop: int, at: int, end: int, path: np.ndarray, depth: int,
+                on_element: bool) -> ScanError:
+    """The ScanError for what _scan returned: the path of names down to the element at fault."""
+    remaining = end - stop
+    names = [_text(a, int(o), int(k)) for o, k in path[1:depth + 1 + on_element, :2]]
+    where = "the document"
+    if depth:
+        what = "array" if path[depth, 3] == T_ARRAY else "document"
+        where = f"the embedded {what} `{'.'.join(names[:depth])}`"
+        length = int(path[depth, 5] - path[depth, 2] + 1)
+    else:
         length = int(_i32(a, stop)) if remaining >= 4 else -1
-        err = ScanError(code, stop, at, length, remaining)
-    return Docs(a, starts, ends, tuple(fields), types, values), stop, err
+    value = -1
+    if code == ERR_BOOL:
+        value = int(a[at + 2 + int(path[depth + 1, 1])])
+    return ScanError(code, stop, at, length, remaining, ".".join(names), where, value)
+
+
+def _refill(stream: BinaryIO, rest: memoryview, need: int) -> tuple[memoryview, bool]:
+    """(``rest`` then more of ``stream``, ``need`` bytes in all unless it ends: eof)."""
+    if _reads_into(stream):  # one buffer read into: no joined copy, half the large allocations
+        out = memoryview(bytearray(need))
+        out[:len(rest)] = rest
+        have = len(rest)
+        while have < need:
+            got = stream.readinto(out[have:])
+            if not got:
+                return out[:have], True
+            have += got
+        return out, False
+    pieces, have, eof = [rest], len(rest), False
+    while have < need:
+        piece = stream.read(need - have)
+        if not piece:
+            eof = True
+            break
+        pieces.append(piece)
+        have += len(piece)
+    return memoryview(b"".join(pieces)), eof
+
+
+def _reads_into(stream: BinaryIO) -> bool:
+    """Is ``readinto`` as good as ``read``: does the class defining ``read`` define it too? (A
+    subclass overriding only ``read``, say to check the file at its end, is read through ``read``.)"""
+    def owner(name: str):
+        return next((c for c in type(stream).__mro__ if name in vars(c)), None)
+
+    return owner("readinto") is not None and owner("readinto") is owner("read")
 
 
 def iter_docs(stream: BinaryIO, fields: Sequence[str], *, chunk_bytes: int = 8 << 20,
@@ -316,7 +645,7 @@ def iter_docs(stream: BinaryIO, fields: Sequence[str], *, chunk_bytes: int = 8 <
     1.5 × ``chunk_bytes`` (more only for one document larger than that, at most 16 MiB).
     """
     chunk_bytes = max(int(chunk_bytes), 1)
-    buf, pos, offset, eof, stalled = b"", 0, start_offset, False, False
+    buf, pos, offset, eof, stalled = memoryview(b""), 0, start_offset, False, False
     while True:
         # Refill when half a chunk is left (or the next document is incomplete): only the
         # unconsumed tail is copied, so each byte is copied about once, not once per batch.
@@ -329,15 +658,7 @@ def iter_docs(stream: BinaryIO, fields: Sequence[str], *, chunk_bytes: int = 8 <
                 declared = int.from_bytes(rest[:4], "little", signed=True)
                 if 5 <= declared <= MAX_DOC_BYTES:
                     need = max(need, declared)
-            pieces, have = [rest], len(rest)
-            while have < need:
-                piece = stream.read(need - have)
-                if not piece:
-                    eof = True
-                    break
-                pieces.append(piece)
-                have += len(piece)
-            buf = b"".join(pieces) if len(pieces) > 1 else rest
+            buf, eof = _refill(stream, rest, need)
         if pos >= len(buf):
             return
         docs, stop, err = scan(np.frombuffer(buf, np.uint8), fields, start=pos, final=eof,

@@ -210,6 +210,197 @@ def test_error_offsets_are_absolute_in_a_long_stream():
 
 
 # ---------------------------------------------------------------------------------------------
+# every element checked, at every depth
+
+
+def _el(t: int, name: bytes, value: bytes) -> bytes:
+    return bytes([t]) + name + b"\x00" + value
+
+
+def _str(name: bytes, raw: bytes, t: int = 2) -> bytes:
+    """A string element whose bytes (``raw``, NUL included) are given as they are."""
+    return _el(t, name, struct.pack("<i", len(raw)) + raw)
+
+
+def _sub(name: bytes, *elements: bytes, t: int = 3) -> bytes:
+    return _el(t, name, _doc(*elements))
+
+
+def _nested(levels: int) -> bytes:
+    d = _doc()
+    for _ in range(levels):
+        d = _doc(_el(3, b"a", d))
+    return d
+
+
+_U = _int32("u", 1)  # 7 bytes: the element after it starts at byte 11 of its document
+_CHILD_TOO_LONG = _doc(_el(3, b"m", _with_length(_doc(_int32("a", 1)), 13)), _int32("b", 2))
+
+
+@pytest.mark.parametrize("bad, code, at, field, text", [
+    (_doc(_U, _str(b"s", b"abc")), bsonio.ERR_STRING, 11, "s", "the string `s` at byte 11 has no terminating NUL"),
+    (_doc(_U, _str(b"s", b"a\xffb\x00")), bsonio.ERR_UTF8, 11, "s", "the string `s` at byte 11 is not valid UTF-8"),
+    (_doc(_U, _str(b"s", b"\xc0\xaf\x00")), bsonio.ERR_UTF8, 11, "s", "not valid UTF-8"),          # overlong
+    (_doc(_U, _str(b"s", b"\xed\xa0\x80\x00")), bsonio.ERR_UTF8, 11, "s", "not valid UTF-8"),      # surrogate
+    (_doc(_U, _str(b"s", b"\xe2\x82\x00")), bsonio.ERR_UTF8, 11, "s", "not valid UTF-8"),          # cut short
+    (_doc(_U, _str(b"s", b"\xf4\x90\x80\x80\x00")), bsonio.ERR_UTF8, 11, "s", "not valid UTF-8"),  # > U+10FFFF
+    (_doc(_U, _str(b"c", b"x\xff\x00", t=13)), bsonio.ERR_UTF8, 11, "c", "not valid UTF-8"),       # JS code
+    (_doc(_U, _el(11, b"r", b"a\xff\x00i\x00")), bsonio.ERR_UTF8, 11, "r", "not valid UTF-8"),     # regex
+    (_doc(_U, _el(16, b"n\xffme", struct.pack("<i", 1))), bsonio.ERR_NAME_UTF8, 11, "n\\xffme",
+     "the field name `n\\xffme` at byte 11 is not valid UTF-8"),
+    (_doc(_U, _el(8, b"flag", b"\x02")), bsonio.ERR_BOOL, 11, "flag",
+     "the bool `flag` at byte 11 has the byte value 2"),
+    (_doc(_U, _int32("u", 2)), bsonio.ERR_DUPLICATE, 11, "u", "the field `u` appears twice in one document "
+                                                              "(again at byte 11)"),
+    (_doc(_int32("w", 1), _U, _int32("w", 2)), bsonio.ERR_DUPLICATE, 18, "w", "`w` appears twice"),
+    (_doc(_U, _sub(b"m", _int32("a", 1), _int32("b", 2), _int32("a", 3))), bsonio.ERR_DUPLICATE, 32, "m.a",
+     "the field `m.a` appears twice"),
+    (_doc(_U, _sub(b"m", _sub(b"k", _el(8, b"x", b"\x01"), _el(8, b"y", b"\x07")))), bsonio.ERR_BOOL, 29, "m.k.y",
+     "the bool `m.k.y`"),
+    (_doc(_U, _sub(b"arr", _str(b"0", b"ok\x00"), _str(b"1", b"no"), t=4)), bsonio.ERR_STRING, 30, "arr.1",
+     "the string `arr.1` at byte 30"),
+    (_CHILD_TOO_LONG, bsonio.ERR_TERMINATOR, 18, "m",
+     "the length prefix says 13 bytes but the embedded document `m`'s elements end at byte 18"),
+    (_doc(_U, _el(3, b"m", struct.pack("<i", 4) + b"\x00")), bsonio.ERR_STRLEN, 14, "m", "impossible length"),
+    (_doc(_U, _el(4, b"m", _doc(_el(42, b"0", b"")))), bsonio.ERR_TYPE, 18, "m.0",
+     "unknown BSON element type byte at byte 18 in the embedded array `m`"),
+    (_nested(bsonio.MAX_DEPTH + 1), bsonio.ERR_DEPTH, 4 + 7 * bsonio.MAX_DEPTH, "a." * bsonio.MAX_DEPTH + "a",
+     "deeper than MongoDB's limit of 100 levels"),
+    # code with scope: the scope document must fill what the total length leaves
+    (_doc(_U, _el(15, b"cs", struct.pack("<i", 4 + 6 + 5 + 1) + struct.pack("<i", 2) + b"x\x00" + _doc() + b"\x00")),
+     bsonio.ERR_STRLEN, 15, "cs", "impossible length"),
+    # old binary subtype 2 repeats the length inside: pymongo rejects a mismatch, so must we
+    (_doc(_U, _el(5, b"bin", struct.pack("<i", 8) + b"\x02" + struct.pack("<i", 9) + b"abcd")), bsonio.ERR_STRLEN,
+     16, "bin", "impossible length"),
+], ids=["string-nul", "utf8", "utf8-overlong", "utf8-surrogate", "utf8-cut", "utf8-too-big", "utf8-code",
+        "utf8-regex", "name-utf8", "bool", "repeat-field", "repeat-other", "repeat-embedded", "bool-embedded",
+        "string-in-array", "embedded-length", "embedded-too-short", "type-in-array", "depth", "code-scope",
+        "binary-old"])
+def test_every_element_is_checked(bad, code, at, field, text):
+    prefix = GOOD * 3
+    docs, stop, err = bsonio.scan(prefix + bad, ["u"])
+    assert len(docs) == 3 and stop == len(prefix)
+    assert err is not None and err.code == code and err.doc_offset == len(prefix)
+    assert err.at == len(prefix) + at and err.field == field
+    assert f"at byte {len(prefix) + at}" in err.describe()
+    assert text in err.describe(base=-len(prefix))  # offsets as if the document came first
+    with pytest.raises(bson.errors.InvalidBSON) if code not in (bsonio.ERR_DUPLICATE, bsonio.ERR_DEPTH) \
+            else _nothing():
+        bson.decode_all(prefix + bad)  # pymongo rejects the same bytes (it keeps the last of a repeat)
+    for chunk in (5, 16, 1 << 20):
+        offsets, _, e, e_at = _read_all(prefix + bad, chunk_bytes=chunk)
+        assert offsets == [0, 12, 24] and e.code == code and e_at == len(prefix)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_nesting_up_to_the_limit_is_fine():
+    data = _nested(bsonio.MAX_DEPTH)
+    docs, stop, err = bsonio.scan(data, ["a"])
+    assert err is None and len(docs) == 1 and docs.type_of("a")[0] == 3
+
+
+def test_repeats_are_per_document_and_array_keys_are_positional():
+    docs_in = [{"m": {"a": 1, "b": [{"a": 1}, {"a": 2}]}, "w": 1, "u": 1} for _ in range(3)]
+    data = _docs_bytes(docs_in) + _doc(_sub(b"arr", _int32("0", 1), _int32("0", 2), t=4))
+    docs, stop, err = bsonio.scan(data, ["u"])
+    assert err is None and len(docs) == 4  # the same names in sibling and later documents are no repeat
+
+
+def test_large_embedded_documents_grow_the_name_set():
+    wide = {f"k{i}": i for i in range(5000)}
+    data = bson.encode({"u": 1, "m": wide, "n": [dict(wide)] * 3})
+    docs, _, err = bsonio.scan(data, ["u"])
+    assert err is None and len(docs) == 1
+    raw = bytearray(data)
+    k = raw.index(b"k4999\x00")
+    raw[k:k + 5] = b"k1234"  # the last key of the first embedded document repeats an earlier one
+    _, _, err = bsonio.scan(bytes(raw), ["u"])
+    assert err.code == bsonio.ERR_DUPLICATE and err.field == "m.k1234" and err.at == k - 1
+
+
+@pytest.mark.parametrize("fields", [("u",), ("merge_score",), ("a" * 16,), ("b" * 17,), ("x" * 8 + "yz" + "x" * 8,),
+                                    ("ab", "abc", "abcd", "abcdefg", "abcdefgh", "abcdefghi")])
+def test_field_names_match_exactly_whatever_their_length(fields):
+    names = list(fields)
+    near = [n[:-1] + "!" for n in names] + [n[:len(n) // 2] + "!" + n[len(n) // 2 + 1:] for n in names]
+    doc = {n: i for i, n in enumerate(names)} | {n: -1 for n in near if n not in names}
+    docs, _, err = bsonio.scan(bson.encode(doc), names)
+    assert err is None
+    assert [docs.ints(n)[0] for n in names] == list(range(len(names)))
+    assert {name for name, _, _ in docs.extras} == set(doc) - set(names)
+
+
+def test_extras_list_the_unrequested_names_with_where_they_first_appear():
+    docs_in = [{"u": 1, "agglomerated": True}, {"u": 2, "agglomerated": False, "size": 5}, {"u": 3, "size": 1}]
+    data = _docs_bytes(docs_in)
+    docs, _, err = bsonio.scan(data, ["u"])
+    second = len(bson.encode(docs_in[0]))
+    assert err is None and docs.unlisted_from == -1
+    assert docs.extras == (("agglomerated", 0, 11), ("size", 1, second + 11 + 15))
+    assert docs.element_offset(1, "u") == second + 4 and docs.element_offset(2, "size") > 2 * second
+    assert docs.take([1]).element_offset(0, "size") == second + 26 and docs.element_offset(0, "size") == -1
+
+
+def test_more_distinct_names_than_the_list_holds_are_still_checked_for_repeats():
+    n = bsonio.EXTRA_NAMES + 10
+    docs_in = [{"u": i, f"f{i}": i} for i in range(n)]
+    data = _docs_bytes(docs_in)
+    docs, _, err = bsonio.scan(data, ["u"])
+    assert err is None and len(docs) == n
+    assert len(docs.extras) == bsonio.EXTRA_NAMES and docs.unlisted_from == bsonio.EXTRA_NAMES
+    bad = data + _doc(_int32("u", 1), _int32("late", 1), _int32("late", 2))
+    docs, _, err = bsonio.scan(bad, ["u"])
+    assert len(docs) == n and err.code == bsonio.ERR_DUPLICATE and err.field == "late"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=12))
+def test_utf8_check_agrees_with_python(raw):
+    try:
+        raw.decode("utf-8")
+        ok = True
+    except UnicodeDecodeError:
+        ok = False
+    assert bsonio._utf8_ok(np.frombuffer(raw, np.uint8), 0, len(raw)) == ok
+
+
+_KEYS = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=5)
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(), st.text(max_size=8),
+                     st.binary(max_size=6).map(Binary), st.just(Code("f()", {"x": 1})), st.just(MinKey()),
+                     st.just(re.compile("^a", re.I)))
+_VALUES = st.recursive(_SCALARS, lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                                        st.dictionaries(_KEYS, kids, max_size=4)), max_leaves=12)
+_DOCS = st.lists(st.dictionaries(_KEYS, _VALUES, max_size=5), min_size=1, max_size=4)
+_LENIENT = bson.CodecOptions(datetime_conversion=bson.DatetimeConversion.DATETIME_MS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_DOCS)
+def test_whatever_pymongo_writes_scans(docs_in):
+    data = _docs_bytes(docs_in)
+    docs, stop, err = bsonio.scan(data, [""])
+    assert err is None and stop == len(data) and len(docs) == len(docs_in)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_DOCS, st.data())
+def test_the_scanner_is_at_least_as_strict_as_pymongo(docs_in, data):
+    raw = bytearray(_docs_bytes(docs_in))
+    for _ in range(data.draw(st.integers(1, 3))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    docs, stop, err = bsonio.scan(bytes(raw), [""])
+    if err is None:  # what the scanner passes, pymongo (and so the server) must read
+        assert len(bson.decode_all(bytes(raw), _LENIENT)) == len(docs)
+
+
+# ---------------------------------------------------------------------------------------------
 # streaming
 
 
@@ -241,6 +432,32 @@ def test_iter_docs_document_bigger_than_a_chunk():
     data = _docs_bytes([{"u": 0}, big, {"u": 2}])
     offsets, raws, err, _ = _read_all(data, chunk_bytes=64)
     assert err is None and len(raws) == 3 and bson.decode(raws[1]) == big
+
+
+class _CheckedAtEnd(io.BufferedReader):
+    """Like ingest's local stream: ``read`` is overridden to do more than read."""
+
+    reads = 0
+
+    def read(self, n=-1):
+        type(self).reads += 1
+        return super().read(n)
+
+
+@pytest.mark.parametrize("make, through_read", [
+    (lambda data: io.BytesIO(data), False),
+    (lambda data: io.BufferedReader(io.BytesIO(data)), False),
+    (lambda data: _CheckedAtEnd(io.BytesIO(data)), True),
+    (lambda data: _Repeating(data, len(data)), True),  # a raw stream with read only
+])
+def test_iter_docs_reads_into_its_buffer_only_where_that_equals_read(make, through_read):
+    data = bsonio.encode({"u": ("int", np.arange(3000))})
+    _CheckedAtEnd.reads = 0
+    stream = make(data)
+    got = [docs.ints("u") for _, docs, _ in bsonio.iter_docs(stream, ["u"], chunk_bytes=1000)]
+    assert np.concatenate(got).tolist() == list(range(3000))
+    assert bsonio._reads_into(stream) is not through_read
+    assert (_CheckedAtEnd.reads > 0) == isinstance(stream, _CheckedAtEnd)
 
 
 def test_iter_docs_empty_stream():
