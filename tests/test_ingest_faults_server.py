@@ -183,3 +183,54 @@ def test_a_server_restart_within_the_retry_window_is_ridden_out(dumps, daemon):
         db = c[name]
         assert db.nodes.count_documents({}) == distinct(db.nodes, ("id",)) == len(rag.ids)
         assert db.edges_hist_quant_75.count_documents({}) == len(rag.u)
+
+
+def _kill_mid_load(args, uri, name, coll="nodes", above=300):
+    p = spawn(*args, "--quiet")
+    with client(uri) as c:
+        wait_for(lambda: (c[name][schema.META].find_one({"_id": coll}) or {}).get("documents", 0) > above, 120,
+                 f"progress on {coll}")
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=30)
+
+
+def test_a_shortfall_between_a_kill_and_the_rerun_is_loaded_again_on_a_server(dumps, server_db):
+    server, name = server_db
+    rag = dumps.rag(n_nodes=4000, per_node=1)
+    args = ("ingest", str(rag.nodes_file), "--db", server.uri, "--name", name, "--batch-docs", "100")
+    _kill_mid_load(args, server.uri, name)
+    with client(server.uri) as c:
+        staged = c[name][schema.STAGING_PREFIX + "nodes"]
+        gone = [d["_id"] for d in staged.find({}, {"_id": 1}).limit(25)]
+        staged.delete_many({"_id": {"$in": gone}})  # what a restart that lost writes leaves
+    r = run_cli(*args, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "25 documents missing from staging were loaded again" in r.stdout
+    with client(server.uri) as c:
+        db = c[name]
+        assert db.nodes.count_documents({}) == distinct(db.nodes, ("id",)) == len(rag.ids)
+        rec = db[schema.META].find_one({"_id": "nodes"})
+        assert rec["status"] == "complete" and rec["loaded"] == len(rag.ids) and rec["duplicates"] == 0
+
+
+def test_a_file_changed_under_a_resume_is_loaded_again_on_a_server(dumps, server_db):
+    import os
+
+    import bson
+
+    server, name = server_db
+    rag = dumps.rag(n_nodes=4000, per_node=1)
+    args = ("ingest", str(rag.nodes_file), "--db", server.uri, "--name", name, "--batch-docs", "100")
+    _kill_mid_load(args, server.uri, name)
+    st = rag.nodes_file.stat()
+    docs = bson.decode_all(rag.nodes_file.read_bytes())
+    for d in docs:
+        d["center_x"] += 3.0  # the same size and date, other content
+    rag.nodes_file.write_bytes(b"".join(bson.encode(d) for d in docs))
+    os.utime(rag.nodes_file, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = run_cli(*args, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "the file changed since the interrupted load" in r.stdout
+    with client(server.uri) as c:
+        got = {d["_id"]: d["center_x"] for d in c[name].nodes.find({}, {"center_x": 1})}
+    assert got == {d["_id"]: d["center_x"] for d in docs}
