@@ -13,15 +13,18 @@ import bson
 import numpy as np
 import pytest
 from bson.objectid import ObjectId
-
-from lsdgraph import cli, ingest as ingest_mod, schema, store as store_mod
-from lsdgraph.ingest import keys as ingest_keys, load as ingest_load
-from lsdgraph.sources import SourceFile
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.progress import Progress
-
 from conftest import subprocess_env
+from faults import Killed, kill_after
 from servers import REPO
+
+from lsdgraph import cli, schema
+from lsdgraph import ingest as ingest_mod
+from lsdgraph import store as store_mod
+from lsdgraph.errors import LsdgraphError
+from lsdgraph.ingest import keys as ingest_keys
+from lsdgraph.ingest import load as ingest_load
+from lsdgraph.progress import Progress
+from lsdgraph.sources import SourceFile
 
 DB = "lsd"
 POS_FIELDS = schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"]
@@ -54,9 +57,6 @@ def expected_specs(kind_name: str, rename: dict | None = None) -> dict:
     return {s["name"]: ([(rename.get(f, f), d) for f, d in s["key"]], bool(s.get("unique", False)))
             for s in schema.indexes(kind_name)}
 
-
-class Killed(BaseException):
-    """Stands for SIGKILL: nothing in lsdgraph catches it."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,28 +164,11 @@ def test_rerun_says_already_loaded_and_changes_nothing(dumps, mock_uri, capsys):
 # resuming
 
 
-def _kill_insert(monkeypatch, after: int, when: str = "before"):
-    """Make the (after+1)-th batch insert stop the process: before it reaches the server, or
-    after the server stored it but before progress was recorded."""
-    real = store_mod.Store.insert_docs
-    calls = {"n": 0}
-
-    def insert_docs(self, coll, docs, what):
-        calls["n"] += 1
-        if calls["n"] > after:
-            if when == "after":
-                real(self, coll, docs, what)
-            raise Killed()
-        return real(self, coll, docs, what)
-
-    monkeypatch.setattr(store_mod.Store, "insert_docs", insert_docs)
-
-
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_resume_after_a_kill_between_batches(dumps, mock_uri, monkeypatch, when):
     rag = dumps.rag(n_nodes=1000, per_node=1)
     with monkeypatch.context() as m:
-        _kill_insert(m, after=3, when=when)
+        kill_after(m, 3, when=when)
         with pytest.raises(Killed):
             load(rag.nodes_file, mock_uri, batch_docs=100)
     db = database(mock_uri)
@@ -241,7 +224,7 @@ def test_documents_without_id_get_deterministic_ids_across_a_resume(dumps, mock_
     rag = dumps.rag(n_nodes=600, with_ids=False)
     edges = rag.edges_files["hist_quant_75"]
     with monkeypatch.context() as m:
-        _kill_insert(m, after=2, when="after")  # batch 3 is stored, then the process dies
+        kill_after(m, 2, when="after")  # batch 3 is stored, then the process dies
         with pytest.raises(Killed):
             load(edges, mock_uri, batch_docs=150)
     (report,) = load(edges, mock_uri, batch_docs=150)
@@ -366,7 +349,7 @@ def test_edges_interrupted_before_nodes_existed_all_get_positions(dumps, mock_ur
     nodes_bytes = rag.nodes_file.read_bytes()
     rag.nodes_file.unlink()
     with monkeypatch.context() as m:
-        _kill_insert(m, after=2)
+        kill_after(m, 2)
         with pytest.raises(Killed):
             load(dumps.root, mock_uri, batch_docs=100)
     rag.nodes_file.write_bytes(nodes_bytes)  # the nodes arrive; the folder is loaded again

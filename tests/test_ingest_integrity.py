@@ -12,19 +12,19 @@ import zlib
 import bson
 import numpy as np
 import pytest
+from conftest import run_cli
+from faults import Killed, kill_after
 from pymongo import errors as perr
 
-from lsdgraph import cli, info as info_mod, ingest as ingest_mod, retry, schema, store as store_mod
+from lsdgraph import cli, retry, schema
+from lsdgraph import info as info_mod
+from lsdgraph import ingest as ingest_mod
+from lsdgraph import store as store_mod
 from lsdgraph.errors import LsdgraphError
 from lsdgraph.ingest import lease as lease_mod
 
-from conftest import run_cli
-
 DB = "lsd"
 
-
-class Killed(BaseException):
-    """Stands for SIGKILL: nothing in lsdgraph catches it."""
 
 
 @pytest.fixture(autouse=True)
@@ -63,21 +63,6 @@ def assert_exact(uri, path, coll="nodes"):
     assert rec["status"] == "complete" and rec["loaded"] == len(want) and "lease" not in rec
     assert rec["checksum"] == f"crc32:{zlib.crc32(path.read_bytes()):08x}"
     assert schema.STAGING_PREFIX + coll not in database(uri).list_collection_names()
-
-
-def kill_after(monkeypatch, batches: int, when: str = "before"):
-    real = store_mod.Store.insert_docs
-    calls = {"n": 0}
-
-    def insert_docs(self, coll, docs, what):
-        calls["n"] += 1
-        if calls["n"] > batches:
-            if when == "after":
-                real(self, coll, docs, what)
-            raise Killed()
-        return real(self, coll, docs, what)
-
-    monkeypatch.setattr(store_mod.Store, "insert_docs", insert_docs)
 
 
 # ---------------------------------------------------------------------------------------------
