@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from lsdgraph._unionfind import _prefetch
+from lsdgraph._algorithms.unionfind import _prefetch
 
 SPEC = "0:1:0.02"
 VOXELS_PER_BLOCK = 2**27  # a 512^3-voxel block, as in lsd's id scheme
@@ -190,7 +190,7 @@ def _measure(fn, repeats: int) -> dict:
 
 
 def child(method: str, data: Path, repeats: int) -> dict:
-    from lsdgraph import agglomerate as ag
+    from lsdgraph._algorithms import merge_tree as ag
 
     values, names = ag.parse_thresholds(SPEC)
     t32 = values.astype(np.float32)
@@ -227,7 +227,7 @@ def child(method: str, data: Path, repeats: int) -> dict:
     r = ag.relabel(fragments, u, v)
 
     if method == "lsdgraph":
-        from lsdgraph import _unionfind as uf
+        from lsdgraph._algorithms import unionfind as uf
 
         out["relabel"] = _measure(lambda: ag.relabel(fragments, u, v), repeats)
         out["tree"] = _measure(lambda: ag.merge_tree_from_indices(r, scores), repeats)

@@ -25,7 +25,9 @@ import bson
 import numpy as np
 import pymongo
 
-from lsdgraph import bsonio, ingest, schema, validate
+from lsdgraph import _ingest as ingest
+from lsdgraph._core import schema
+from lsdgraph._io import bsonio, validate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server import secantus  # noqa: E402

@@ -35,11 +35,15 @@ import numpy as np
 import pymongo
 from pymongo import monitoring
 
-from lsdgraph import bsonio, ingest, query, schema
+from lsdgraph import _ingest as ingest
+from lsdgraph._core import schema
+from lsdgraph._io import bsonio
+from lsdgraph._query import rag as query
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server import secantus  # noqa: E402
-from lsdgraph.synth import synth
+
+from lsdgraph._synth import synth
 
 NAME = "bench_query_hemi_small"
 EDGES = "edges_hist_quant_75"

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import LsdgraphError, redact
+from lsdgraph._core.errors import LsdgraphError, redact
 
 
 def _db_args(p: argparse.ArgumentParser, name_required: bool = False) -> None:
@@ -25,7 +25,7 @@ def _s3_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ingest(a) -> int:
-    from .ingest import ingest
+    from lsdgraph._ingest import ingest
 
     ingest(a.source, db=a.db, name=a.name, on_duplicate=a.on_duplicate, drop=a.drop, quiet=a.quiet,
            profile=a.profile, endpoint_url=a.endpoint_url, batch_docs=a.batch_docs, wait=a.wait)
@@ -33,9 +33,9 @@ def cmd_ingest(a) -> int:
 
 
 def cmd_index(a) -> int:
-    from .ingest import reindex
-    from .query import database
-    from .store import connect
+    from lsdgraph._ingest import reindex
+    from lsdgraph._query.rag import database
+    from lsdgraph._stores.mongo import connect
 
     store = connect(a.db)
     for line in reindex(store, database(store, a.name)) or ["nothing to do"]:
@@ -44,7 +44,7 @@ def cmd_index(a) -> int:
 
 
 def cmd_ls(a) -> int:
-    from .listing import listing
+    from lsdgraph._io.listing import listing
 
     for line in listing(a.source, depth=a.depth, profile=a.profile, endpoint_url=a.endpoint_url,
                         all_files=a.all):
@@ -53,13 +53,13 @@ def cmd_ls(a) -> int:
 
 
 def _rag(a):
-    from .query import open_rag
+    from lsdgraph._query.rag import open_rag
 
     return open_rag(a.db, a.name, edges=a.edges)
 
 
 def cmd_info(a) -> int:
-    from .info import describe, render
+    from lsdgraph._jobs.info import describe, render
 
     info = describe(a.db, a.name, edges=a.edges, bins=a.bins)
     if a.json:
@@ -71,7 +71,7 @@ def cmd_info(a) -> int:
 
 
 def cmd_query(a) -> int:
-    from .export import write_result
+    from lsdgraph._query.export import write_result
 
     rag = _rag(a)
     nodes, edges = rag.read_arrays(a.roi, a.max_score, edges=a.policy)
@@ -88,7 +88,7 @@ def cmd_query(a) -> int:
 
 
 def cmd_synth(a) -> int:
-    from .synth import synth
+    from lsdgraph._synth import synth
 
     r = synth(a.out, a.dataset, a.size, a.seed, fragments=a.fragments, progress=not a.quiet)
     print(f"wrote a {a.size} synthetic {a.dataset} dataset ({r.n_fragments:,} fragments, {r.n_edges:,} edges "
@@ -102,7 +102,7 @@ def cmd_synth(a) -> int:
 
 
 def cmd_segment(a) -> int:
-    from .segment import segment
+    from lsdgraph._jobs.segment import segment
 
     if (a.bson is None) == (a.name is None):
         raise LsdgraphError("give either --name (and --db) to read a database, or --bson FOLDER to read dump files")
@@ -116,15 +116,15 @@ def cmd_segment(a) -> int:
 
 
 def cmd_relabel(a) -> int:
-    from .segment import relabel
-    from .sources import S3Options
+    from lsdgraph._io.sources import S3Options
+    from lsdgraph._jobs.segment import relabel
 
     relabel(a.fragments, a.lut, a.out, s3=S3Options(profile=a.profile, endpoint_url=a.endpoint_url), quiet=a.quiet)
     return 0
 
 
 def cmd_evaluate(a) -> int:
-    from .evaluate import evaluate
+    from lsdgraph._jobs.evaluate import evaluate
 
     evaluate(db=a.db, name=a.name, skeletons=a.skeletons, skeletons_name=a.skeletons_name, fragments=a.fragments,
              mask=a.mask, edges=a.edges, thresholds=a.thresholds, out=a.out, tree_dir=a.tree_dir, roi=a.roi,
@@ -134,7 +134,7 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from .demo import demo
+    from lsdgraph._jobs.demo import demo
 
     demo(a.out, db=a.db or "mongomock://", name=a.name or "lsdgraph_demo", dataset=a.dataset, size=a.size,
          seed=a.seed)

@@ -1,4 +1,4 @@
-// Create lsdgraph's indexes (lsdgraph/schema.json) on every collection of a database by its kind —
+// Create lsdgraph's indexes (lsdgraph/_core/schema.json) on every collection of a database by its kind —
 // e.g. on a database restored with mongorestore or written by daisy. Idempotent.
 //   mongosh "$URI/hemi_roi1" --quiet --file queries/create_indexes.js
 // Edges also need their endpoint positions for indexed ROI reads: `lsdgraph index --name DB` adds them.

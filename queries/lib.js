@@ -1,10 +1,10 @@
 // Shared by lsdgraph's mongosh scripts. Collection names, index names, fields, ROI and threshold rules
-// come from ../lsdgraph/schema.json: the same file the Python package reads, so both agree.
+// come from ../lsdgraph/_core/schema.json: the same file the Python package reads, so both agree.
 // Loaded by each script with: load(require('path').join(__dirname, 'lib.js'));
 /* global db, print, EJSON, Long */
 const lsdFs = require('fs');
 const lsdPath = require('path');
-const SCHEMA = JSON.parse(lsdFs.readFileSync(lsdPath.join(__dirname, '..', 'lsdgraph', 'schema.json'), 'utf8'));
+const SCHEMA = JSON.parse(lsdFs.readFileSync(lsdPath.join(__dirname, '..', 'lsdgraph', '_core', 'schema.json'), 'utf8'));
 const KIND = {};
 for (const k of Object.keys(SCHEMA.kinds)) KIND[k] = SCHEMA.kinds[k];
 const NODE_POS = SCHEMA.kinds.rag_nodes.position;

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsdgraph import bsonio
+from lsdgraph._io import bsonio
 
 
 @dataclass
@@ -149,7 +149,7 @@ class Synthetic:
         self._made: dict[tuple, object] = {}
 
     def __call__(self, dataset: str, size: str = "tiny", seed: int = 0, **kw):
-        from lsdgraph.synth import synth
+        from lsdgraph._synth import synth
 
         key = (dataset, size, seed, tuple(sorted(kw.items())))
         if key not in self._made:

@@ -1,7 +1,7 @@
 """In-process faults for ingest tests: a process killed at a chosen batch."""
 from __future__ import annotations
 
-from lsdgraph import store as store_mod
+from lsdgraph._stores import mongo as store_mod
 
 
 class Killed(BaseException):

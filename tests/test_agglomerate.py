@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsdgraph import agglomerate as ag
-from lsdgraph.errors import LsdgraphError
+from lsdgraph._algorithms import merge_tree as ag
+from lsdgraph._core.errors import LsdgraphError
 
 BIG = 2**63
 

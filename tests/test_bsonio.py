@@ -1,4 +1,4 @@
-"""lsdgraph.bsonio: the raw BSON scanner, the streaming reader and the columnar writer, checked
+"""lsdgraph._io.bsonio: the raw BSON scanner, the streaming reader and the columnar writer, checked
 against pymongo's own ``bson`` codec."""
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from bson.max_key import MaxKey
 from bson.min_key import MinKey
 from bson.objectid import ObjectId
 from bson.timestamp import Timestamp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lsdgraph import bsonio
+from lsdgraph._io import bsonio
 
 
 def _docs_bytes(docs: list[dict]) -> bytes:

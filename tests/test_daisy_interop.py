@@ -12,16 +12,16 @@ import bson
 import numpy as np
 import pymongo
 import pytest
-
-from lsdgraph import query, store as store_mod
-from lsdgraph.ingest import ingest
-from lsdgraph.roi import Roi, as_roi
-from lsdgraph.synth import synth
-
 from conftest import run_cli
 from servers import unavailable
 from test_query import brute
 from test_query_server import Commands, assert_same_edges, edge_dict
+
+from lsdgraph._core.roi import Roi, as_roi
+from lsdgraph._ingest import ingest
+from lsdgraph._query import rag as query
+from lsdgraph._stores import mongo as store_mod
+from lsdgraph._synth import synth
 
 try:
     import daisy

@@ -13,14 +13,17 @@ import pytest
 import zarr
 from dumpdata import reference_segments
 
-from lsdgraph import bsonio, cli, metrics, schema, store
-from lsdgraph.demo import demo
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.evaluate import evaluate, map_skeleton_fragments
-from lsdgraph.ingest import ingest
-from lsdgraph.query import SkeletonSet
-from lsdgraph.synth import synth
-from lsdgraph.volume import Volume, create_volume, open_volume, write_chunk
+from lsdgraph import cli
+from lsdgraph._algorithms import metrics
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._ingest import ingest
+from lsdgraph._io import bsonio
+from lsdgraph._io.volumes import Volume, create_volume, open_volume, write_chunk
+from lsdgraph._jobs.demo import demo
+from lsdgraph._jobs.evaluate import evaluate, map_skeleton_fragments
+from lsdgraph._query.rag import SkeletonSet
+from lsdgraph._stores import mongo as store
 
 EDGES = "edges_hist_quant_75"
 

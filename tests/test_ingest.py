@@ -1,4 +1,4 @@
-"""lsdgraph.ingest on the in-process mongomock store: what lands where, indexes, the meta record,
+"""lsdgraph._ingest on the in-process mongomock store: what lands where, indexes, the meta record,
 reruns, resuming after an interruption at each phase, naming, positions, progress, the CLI."""
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ from conftest import subprocess_env
 from faults import Killed, kill_after
 from servers import REPO
 
-from lsdgraph import cli, schema
-from lsdgraph import ingest as ingest_mod
-from lsdgraph import store as store_mod
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.ingest import keys as ingest_keys
-from lsdgraph.ingest import load as ingest_load
-from lsdgraph.progress import Progress
-from lsdgraph.sources import SourceFile
+from lsdgraph import _ingest as ingest_mod
+from lsdgraph import cli
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.progress import Progress
+from lsdgraph._ingest import keys as ingest_keys
+from lsdgraph._ingest import load as ingest_load
+from lsdgraph._io.sources import SourceFile
+from lsdgraph._stores import mongo as store_mod
 
 DB = "lsd"
 POS_FIELDS = schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"]

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from lsdgraph import ingest as ingest_mod, schema, store as store_mod
-
 from conftest import run_cli, subprocess_env
-from servers import REPO, wait_for_ping, free_port, unavailable
+from servers import REPO, free_port, unavailable, wait_for_ping
+
+from lsdgraph import _ingest as ingest_mod
+from lsdgraph._core import schema
+from lsdgraph._stores import mongo as store_mod
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -16,12 +16,13 @@ from conftest import run_cli
 from faults import Killed, kill_after
 from pymongo import errors as perr
 
-from lsdgraph import cli, retry, schema
-from lsdgraph import info as info_mod
-from lsdgraph import ingest as ingest_mod
-from lsdgraph import store as store_mod
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.ingest import lease as lease_mod
+from lsdgraph import _ingest as ingest_mod
+from lsdgraph import cli
+from lsdgraph._core import retry, schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._ingest import lease as lease_mod
+from lsdgraph._jobs import info as info_mod
+from lsdgraph._stores import mongo as store_mod
 
 DB = "lsd"
 
@@ -398,7 +399,7 @@ def test_cli_wait_flag_and_one_line(dumps, mock_uri):
 
 
 def test_nothing_secret_reaches_a_meta_record(dumps, mock_uri):
-    from lsdgraph.errors import register_secret
+    from lsdgraph._core.errors import register_secret
 
     secret = "tok3n-Sup3rSecret"
     register_secret(secret)  # as S3Options does with an AWS session token

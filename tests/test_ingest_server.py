@@ -11,14 +11,15 @@ import time
 
 import pytest
 from bson.raw_bson import RawBSONDocument
-from pymongo.collection import Collection
-
-from lsdgraph import ingest as ingest_mod, schema, store as store_mod
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.retry import RetryPolicy
-
 from conftest import run_cli, subprocess_env
+from pymongo.collection import Collection
 from servers import REPO
+
+from lsdgraph import _ingest as ingest_mod
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.retry import RetryPolicy
+from lsdgraph._stores import mongo as store_mod
 
 pytestmark = pytest.mark.server
 

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.metrics import (
+from lsdgraph._algorithms.metrics import (
     Skeletons,
     best_threshold,
     edge_ids_to_indices,
@@ -21,6 +20,7 @@ from lsdgraph.metrics import (
     split_merge_counts,
     variation_of_information,
 )
+from lsdgraph._core.errors import LsdgraphError
 
 SQ2 = math.sqrt(2)
 

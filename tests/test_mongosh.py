@@ -18,13 +18,15 @@ import pytest
 from bson import json_util
 from bson.int64 import Int64
 from bson.objectid import ObjectId
-
-from lsdgraph import info, query, schema, segment, store as store_mod
-from lsdgraph.ingest import ingest
-from lsdgraph.roi import Roi
-from lsdgraph.synth import synth
-
 from servers import REPO
+
+from lsdgraph._core import schema
+from lsdgraph._core.roi import Roi
+from lsdgraph._ingest import ingest
+from lsdgraph._jobs import info, segment
+from lsdgraph._query import rag as query
+from lsdgraph._stores import mongo as store_mod
+from lsdgraph._synth import synth
 
 pytestmark = [pytest.mark.server, pytest.mark.mongosh]
 

@@ -12,10 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsdgraph import bsonio, query, store
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.ingest import ingest
-from lsdgraph.roi import Roi, as_roi, parse_roi
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.roi import Roi, as_roi, parse_roi
+from lsdgraph._ingest import ingest
+from lsdgraph._io import bsonio
+from lsdgraph._query import rag as query
+from lsdgraph._stores import mongo as store
 
 EXTENT = 1000.0
 
@@ -237,7 +239,7 @@ def test_roi_duck_typing():
        ids=st.lists(st.integers(0, 3000), max_size=30), exists=st.booleans())
 def test_mock_column_filter_matches_mongomock_engine(rag, lo, width, op, ids, exists):
     """The in-process store's vectorized filter selects exactly what mongomock's engine selects."""
-    from lsdgraph.store import _mock_find_raw
+    from lsdgraph._stores.mongo import _mock_find_raw
 
     coll = rag.edges
     u_ids = sorted({d["u"] for d in coll.find({}, {"u": 1})})

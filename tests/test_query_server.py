@@ -15,18 +15,20 @@ import numpy as np
 import pandas as pd
 import pymongo
 import pytest
+from conftest import run_cli
+from dumpdata import Dumps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo import monitoring
-
-from lsdgraph import cli, query, schema, store as store_mod
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.ingest import ingest
-from lsdgraph.roi import Roi, as_roi, mongo_filter
-
-from conftest import run_cli
-from dumpdata import Dumps
 from test_query import EXTENT, brute, write_rag
+
+from lsdgraph import cli
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.roi import Roi, as_roi, mongo_filter
+from lsdgraph._ingest import ingest
+from lsdgraph._query import rag as query
+from lsdgraph._stores import mongo as store_mod
 
 pytestmark = pytest.mark.server
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 import io
 
 import pytest
-
-from lsdgraph import cli, ingest as ingest_mod, schema, sources, store as store_mod
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.sources import human_bytes
-
 from conftest import run_cli, subprocess_env
 from servers import PRIVATE
+
+from lsdgraph import _ingest as ingest_mod
+from lsdgraph import cli
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.progress import human_bytes
+from lsdgraph._io import sources
+from lsdgraph._stores import mongo as store_mod
 
 pytestmark = pytest.mark.s3
 

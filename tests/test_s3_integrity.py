@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-
-from lsdgraph import sources
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.sources import S3Options, SourceChanged, list_files
-
 from servers import PRIVATE, PUBLIC, TcpProxy
+
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._io import sources
+from lsdgraph._io.sources import S3Options, SourceChanged, list_files
 
 pytestmark = pytest.mark.s3
 

@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 from dumpdata import reference_segments as reference
 
-from lsdgraph import agglomerate, cli, schema, segment, store
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.ingest import ingest
-from lsdgraph.synth import synth
-from lsdgraph.volume import open_volume
+from lsdgraph import cli
+from lsdgraph._algorithms import merge_tree as agglomerate
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._ingest import ingest
+from lsdgraph._io.volumes import open_volume
+from lsdgraph._jobs import segment
+from lsdgraph._stores import mongo as store
 
 EDGES = "edges_hist_quant_75"
 THRESHOLDS = "0:1:0.1"
@@ -86,14 +89,14 @@ def test_bson_folder_gives_the_same_luts_and_reruns_reuse_the_tree(data, loaded,
 
 
 def test_roi_run_uses_the_roi_subgraph(data, loaded, tmp_path):
-    from lsdgraph.query import open_rag
+    from lsdgraph._query.rag import open_rag
 
     box = open_rag(name="seg", edges=EDGES, store=loaded).bbox()
     roi = ((box.begin[0], box.begin[1], box.begin[2]), (box.shape[0] / 2, box.shape[1], box.shape[2]))
     r = segment.segment(store=loaded, name="seg", edges=EDGES, thresholds="0.5", roi=roi, out=tmp_path,
                         quiet=True, db_luts="none")
     lut = np.load(r.lut_paths[0])["fragment_segment_lut"]
-    from lsdgraph.roi import as_roi
+    from lsdgraph._core.roi import as_roi
 
     expected = reference_segments(data, 0.5, as_roi(roi))
     assert 0 < lut.shape[1] < data.n_fragments

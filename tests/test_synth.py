@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import zarr
 
-from lsdgraph import bsonio
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.synth import DATASETS, SIZES, _grid_shape, synth
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._io import bsonio
+from lsdgraph._synth import DATASETS, SIZES, _grid_shape, synth
 
 NODE_FIELDS = ["_id", "id", "center_z", "center_y", "center_x"]
 EDGE_FIELDS = ["_id", "u", "v", "merge_score", "agglomerated"]

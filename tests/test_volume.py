@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import zarr
 
-from lsdgraph.errors import LsdgraphError
-from lsdgraph.sources import S3Options
-from lsdgraph.volume import create_volume, fingerprint, open_volume, write_chunk
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._io.sources import S3Options
+from lsdgraph._io.volumes import create_volume, fingerprint, open_volume, write_chunk
 
 OFFSET, RES = (100.0, 0.0, 36.0), (20.0, 9.0, 9.0)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
-from . import retry
-from .errors import LsdgraphError, register_secret
+from lsdgraph._core import retry
+from lsdgraph._core.errors import LsdgraphError, register_secret
 
 T = TypeVar("T")
 
@@ -98,7 +98,11 @@ def split_s3(url: str) -> tuple[str, str]:
 
 
 def _s3_error(url: str, e: Exception) -> LsdgraphError:
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+    )
 
     e = _unwrap(e)
     if isinstance(e, ClientError):
@@ -146,7 +150,8 @@ def _is_retryable(e) -> bool:
 def _transient() -> tuple[type[BaseException], ...]:
     """Errors of the connection rather than of the request: connect/read time-outs, refused or
     closed connections, a body that ends early (``ConnectionError``), 5xx and throttling."""
-    from botocore.exceptions import ConnectionError as BotoConnectionError, HTTPClientError, IncompleteReadError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError, IncompleteReadError
     from urllib3.exceptions import HTTPError
 
     return (BotoConnectionError, HTTPClientError, IncompleteReadError, HTTPError, OSError, _Retryable)
@@ -400,11 +405,3 @@ def _list_s3(url: str, suffix: str | None, opts: S3Options) -> Iterator[SourceFi
 
         yield SourceFile(f"s3://{bucket}/{key}", key[len(base):], int(size), f"size={size};etag={etag}",
                          opener, etag=etag or None)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"

@@ -11,9 +11,17 @@ from functools import lru_cache
 import bson
 import numpy as np
 
-from . import bsonio, schema
-from .bsonio import T_DOUBLE, T_INT32, T_INT64, T_NULL, T_MISSING, TYPE_NAMES
-from .schema import Kind
+from lsdgraph._core import schema
+from lsdgraph._core.schema import Kind
+from lsdgraph._io import bsonio
+from lsdgraph._io.bsonio import (
+    T_DOUBLE,
+    T_INT32,
+    T_INT64,
+    T_MISSING,
+    T_NULL,
+    TYPE_NAMES,
+)
 
 
 def _type_table(*types: int) -> np.ndarray:

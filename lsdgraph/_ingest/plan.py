@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from .. import schema
-from ..sources import SourceFile, is_s3
+from lsdgraph._core import schema
+from lsdgraph._io.sources import SourceFile, is_s3
 
 
 def default_db_name(source: str) -> str:

@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import LsdgraphError
+from lsdgraph._core.errors import LsdgraphError
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ from typing import TextIO
 import networkx as nx
 import pandas as pd
 
-from .errors import LsdgraphError
+from lsdgraph._core.errors import LsdgraphError
 
 
 def _plain(df: pd.DataFrame) -> list[dict]:
     """Rows as dicts of Python scalars (exact 64-bit ids; NaN → None), as networkx gets them."""
-    from .query import _records
+    from lsdgraph._query.rag import _records
 
     return _records({c: df[c].to_numpy() for c in df.columns}, list(df.columns)) if len(df) else []
 
@@ -27,7 +27,7 @@ def write_result(out: TextIO, nodes: pd.DataFrame, edges: pd.DataFrame, *, fmt: 
     elif fmt == "csv":
         rows.to_csv(out, index=False)
     elif fmt == "graphml":
-        from .query import to_networkx
+        from lsdgraph._query.rag import to_networkx
 
         g = to_networkx(nodes, edges)
         for _, _, d in g.edges(data=True):  # GraphML has no null: leave the attribute out

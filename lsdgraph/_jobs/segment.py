@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import agglomerate, bsonio, schema
-from .errors import LsdgraphError
-from .progress import Progress
-from .roi import as_roi
-from .store import Store
+from lsdgraph._algorithms import merge_tree as agglomerate
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.progress import Progress
+from lsdgraph._core.roi import as_roi
+from lsdgraph._io import bsonio
+from lsdgraph._stores.mongo import Store
 
 LUT_DIR = Path("luts") / "fragment_segment"
 
@@ -86,8 +88,8 @@ def build_tree(*, store: Store | None = None, db: str | None = None, name: str |
     """The merge tree for a RAG, reused from ``out`` when the inputs are unchanged.
 
     Returns (tree, path, reused, timings)."""
-    from . import dumps
-    from .query import open_rag
+    from lsdgraph._io import dumps
+    from lsdgraph._query.rag import open_rag
 
     log = log or (lambda *_: None)
     out = Path(out)
@@ -188,7 +190,7 @@ def segment(*, store: Store | None = None, db: str | None = None, name: str | No
     seconds["luts"] = time.perf_counter() - t0
     written = 0
     if bson is None and db_luts != "none":
-        from .query import open_rag
+        from lsdgraph._query.rag import open_rag
 
         rag = open_rag(db, name, edges=edges, store=store)
         chosen = values if db_luts == "all" else agglomerate.parse_thresholds(db_luts)[0]
@@ -237,7 +239,7 @@ def segment_of(store: Store, db, edges: str, fragment: int, threshold: float) ->
 def _check_out(fragments: str, out: str) -> None:
     """Refuse an output that is, contains or lies inside the input volume: writing it would
     overwrite the chunks being read."""
-    from .volume import overlap
+    from lsdgraph._io.volumes import overlap
 
     how = overlap(str(fragments), str(out))
     if how:
@@ -248,7 +250,7 @@ def _check_out(fragments: str, out: str) -> None:
 def relabel(fragments: str, lut: str, out: str, *, s3=None, quiet: bool = False) -> dict:
     """Apply a fragment→segment LUT to a zarr volume of fragment ids, chunk by chunk, into a new
     zarr volume with the same geometry. Ids missing from the LUT (e.g. 0) are kept."""
-    from .volume import create_volume, open_volume, write_chunk
+    from lsdgraph._io.volumes import create_volume, open_volume, write_chunk
 
     src = open_volume(fragments, s3=s3)  # reads metadata only: a bad input is named as such first
     _check_out(fragments, out)

@@ -22,8 +22,8 @@ from typing import Iterator, NamedTuple, Sequence, Union
 
 import numpy as np
 
-from . import _unionfind as uf
-from .errors import LsdgraphError
+from lsdgraph._algorithms import unionfind as uf
+from lsdgraph._core.errors import LsdgraphError
 
 Thresholds = Union[str, float, Sequence[float], np.ndarray]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -14,8 +13,9 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as perr
 
-from . import bsonio, retry
-from .errors import LsdgraphError, ServerLost, redact_uri
+from lsdgraph._core import retry
+from lsdgraph._core.errors import LsdgraphError, ServerLost, redact_uri
+from lsdgraph._io import bsonio
 
 DEFAULT_URI = "mongodb://localhost:27017"
 ENV_URI = "LSDGRAPH_MONGO_URI"

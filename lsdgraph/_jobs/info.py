@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from . import schema
-from .ingest.lease import state as load_state
-from .query import Rag, database
-from .store import connect
+from lsdgraph._core import schema
+from lsdgraph._ingest.lease import state as load_state
+from lsdgraph._query.rag import Rag, database
+from lsdgraph._stores.mongo import connect
 
 
 def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int = 10) -> dict:

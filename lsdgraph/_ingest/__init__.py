@@ -14,15 +14,21 @@ import sys
 
 from pymongo import errors as perr
 
-from .. import schema
-from ..errors import LsdgraphError, ServerLost
-from ..sources import S3Options, list_files
-from ..store import Store, connect
-from . import keys
-from .joins import NodeTable, add_edge_positions, default_nodes, node_table, nodes_checksum
-from .lease import acquire
-from .load import VERSION, IngestReport, Options, run
-from .plan import default_db_name, nodes_for, plan, skip_reason
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError, ServerLost
+from lsdgraph._ingest import keys
+from lsdgraph._ingest.joins import (
+    NodeTable,
+    add_edge_positions,
+    default_nodes,
+    node_table,
+    nodes_checksum,
+)
+from lsdgraph._ingest.lease import acquire
+from lsdgraph._ingest.load import VERSION, IngestReport, Options, run
+from lsdgraph._ingest.plan import default_db_name, nodes_for, plan, skip_reason
+from lsdgraph._io.sources import S3Options, list_files
+from lsdgraph._stores.mongo import Store, connect
 
 __all__ = ["IngestReport", "NodeTable", "VERSION", "add_edge_positions", "default_db_name", "ingest",
            "node_table", "nodes_for", "plan", "reindex"]

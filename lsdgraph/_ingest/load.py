@@ -21,15 +21,15 @@ from typing import Callable
 import numpy as np
 from pymongo import errors as perr
 
-from .. import bsonio, schema, validate
-from ..errors import LsdgraphError, ServerLost
-from ..progress import Progress
-from ..sources import SourceFile, human_bytes
-from ..store import Store
-from . import joins, keys
-from .lease import Lease, acquire, now
-
-VERSION = "0.1.0"
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError, ServerLost
+from lsdgraph._core.progress import Progress, human_bytes
+from lsdgraph._core.version import VERSION
+from lsdgraph._ingest import joins, keys
+from lsdgraph._ingest.lease import Lease, acquire, now
+from lsdgraph._io import bsonio, validate
+from lsdgraph._io.sources import SourceFile
+from lsdgraph._stores.mongo import Store
 
 
 @dataclass

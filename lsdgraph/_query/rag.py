@@ -17,10 +17,11 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from . import bsonio, schema
-from .errors import LsdgraphError
-from .roi import Roi, as_roi, mongo_filter
-from .store import Store, connect
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.roi import Roi, as_roi, mongo_filter
+from lsdgraph._io import bsonio
+from lsdgraph._stores.mongo import Store, connect
 
 __all__ = ["Rag", "SkeletonSet", "open_rag", "open_skeletons", "database"]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterator
 
-from .errors import LsdgraphError
-from .sources import S3Options, human_bytes, list_files
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.progress import human_bytes
+from lsdgraph._io.sources import S3Options, list_files
 
 
 def folder_totals(rels_sizes: list[tuple[str, int]], depth: int) -> dict[str, list[int]]:

@@ -25,7 +25,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from lsdgraph.errors import LsdgraphError
+from lsdgraph._core.errors import LsdgraphError
 
 MergeRule = Literal["segment", "skeleton"]
 

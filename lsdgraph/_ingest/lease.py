@@ -21,9 +21,9 @@ from typing import Callable
 from pymongo import ReturnDocument
 from pymongo import errors as perr
 
-from .. import schema
-from ..errors import LsdgraphError, redact_record
-from ..store import Store
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError, redact_record
+from lsdgraph._stores.mongo import Store
 
 STALE_SECONDS = float(os.environ.get("LSDGRAPH_LEASE_SECONDS", "60"))
 

@@ -16,8 +16,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import LsdgraphError
-from .sources import S3Options, is_s3, split_s3
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._io.sources import S3Options, is_s3, split_s3
 
 
 def _codec(config):
@@ -43,7 +43,7 @@ def _local_getter(root: Path) -> Callable[[str], bytes | None]:
 def _s3_getter(url: str, opts: S3Options) -> Callable[[str], bytes | None]:
     from botocore.exceptions import ClientError
 
-    from .sources import _s3_error
+    from lsdgraph._io.sources import _s3_error
 
     bucket, prefix = split_s3(url.rstrip("/") + "/")
     client = opts.client()
@@ -184,7 +184,7 @@ def fingerprint(vol: Volume, *, s3: S3Options | None = None) -> str | None:
     """A short hash of what ``vol`` holds: its metadata (``.zarray``, ``.zattrs``) and the listing
     of its chunk keys with each one's size and mtime (local) or ETag (S3). A listing, no chunk
     read; rewriting any chunk changes it. None when the chunks cannot be listed."""
-    from .sources import list_files
+    from lsdgraph._io.sources import list_files
 
     h = hashlib.sha256()
     for key in (".zarray", ".zattrs"):

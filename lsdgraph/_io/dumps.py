@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bsonio, schema, validate
-from .errors import LsdgraphError
-from .roi import as_roi
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.roi import as_roi
+from lsdgraph._io import bsonio, validate
 
 
 @dataclass

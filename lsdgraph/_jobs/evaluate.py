@@ -17,11 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import agglomerate, bsonio, metrics, schema
-from .errors import redact_record
-from .query import SkeletonSet, database, open_rag
-from .sources import S3Options
-from .store import Store, connect
+from lsdgraph._algorithms import merge_tree as agglomerate
+from lsdgraph._algorithms import metrics
+from lsdgraph._core import schema
+from lsdgraph._core.errors import redact_record
+from lsdgraph._io import bsonio
+from lsdgraph._io.sources import S3Options
+from lsdgraph._query.rag import SkeletonSet, database, open_rag
+from lsdgraph._stores.mongo import Store, connect
 
 MAP_PREFIX = schema.names()["skeleton_fragments_prefix"]
 
@@ -76,7 +79,7 @@ def map_skeleton_fragments(store: Store, db, skel: SkeletonSet, fragments: str, 
     described by a ``lsdgraph_meta`` record (skeletons, volume, mask, counts). The record keeps
     the fingerprints of the volumes' content and the skeletons' identity; the mapping is reused
     only when all match, so a volume rewritten at the same path is sampled again."""
-    from .volume import fingerprint, open_volume
+    from lsdgraph._io.volumes import fingerprint, open_volume
 
     name = f"{MAP_PREFIX}{_map_key(skel.prefix, fragments, mask)}"
     meta = db[schema.META]
@@ -184,7 +187,7 @@ def evaluate(*, store: Store | None = None, db: str | None = None, name: str | N
     ``evaluation_<edges>.csv/.json/.png`` and ``evaluation_<edges>.txt`` to ``out``. The merge
     tree is reused from ``tree_dir`` (default ``out``; a ``segment`` run's ``--out``) when its
     inputs match, else built and saved there."""
-    from .segment import build_tree
+    from lsdgraph._jobs.segment import build_tree
 
     stream = stream or sys.stdout
     log = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import bsonio, schema
-from ..errors import LsdgraphError
-from ..store import Store
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._io import bsonio
+from lsdgraph._stores.mongo import Store
 
 
 @dataclass
@@ -96,7 +97,7 @@ def add_edge_positions(store: Store, db, edges: str, table: NodeTable | None = N
     one indexed query. Idempotent. Returns the number of edges updated."""
     from pymongo import UpdateOne
 
-    from .keys import create_indexes
+    from lsdgraph._ingest.keys import create_indexes
 
     kind = schema.kind_of(edges) if schema.kind_of(edges).name in schema.EDGE_JOINS else schema.kind("rag_edges")
     rec = db[schema.META].find_one({"_id": edges}) or {}

@@ -8,15 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import schema
-from .errors import LsdgraphError
-from .evaluate import evaluate
-from .ingest import ingest
-from .query import open_rag, open_skeletons
-from .roi import Roi
-from .segment import segment, write_lut_documents
-from .store import connect
-from .synth import synth
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.roi import Roi
+from lsdgraph._ingest import ingest
+from lsdgraph._jobs.evaluate import evaluate
+from lsdgraph._jobs.segment import segment, write_lut_documents
+from lsdgraph._query.rag import open_rag, open_skeletons
+from lsdgraph._stores.mongo import connect
+from lsdgraph._synth import synth
 
 
 def demo(out: str | Path = "lsdgraph-demo", *, db: str = "mongomock://", name: str = "lsdgraph_demo",

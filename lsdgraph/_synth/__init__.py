@@ -51,8 +51,8 @@ from typing import Sequence
 import numpy as np
 from numba import njit
 
-from . import bsonio
-from .errors import LsdgraphError
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._io import bsonio
 
 # ----------------------------------------------------------------------------------------------
 # datasets and sizes

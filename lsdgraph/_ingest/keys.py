@@ -9,10 +9,11 @@ import numpy as np
 from numba import njit
 from pymongo import errors as perr
 
-from .. import bsonio, schema
-from ..errors import LsdgraphError
-from ..sources import SourceFile
-from ..store import Store
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._io import bsonio
+from lsdgraph._io.sources import SourceFile
+from lsdgraph._stores.mongo import Store
 
 
 def create_indexes(coll, kind: schema.Kind, endpoint_fields: tuple[str, ...], unique_only: bool = False) -> None:
