@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from lsdgraph._algorithms.unionfind import _prefetch
+from lsdgraph._core.idhash import prefetch as _prefetch
+from lsdgraph._core.ids import sorted_unique
 
 SPEC = "0:1:0.02"
 VOXELS_PER_BLOCK = 2**27  # a 512^3-voxel block, as in lsd's id scheme
@@ -224,12 +225,12 @@ def child(method: str, data: Path, repeats: int) -> dict:
     tiny = ag.build_merge_tree(fragments[:50], u[:200], v[:200], scores[:200])
     for cut in tiny.iter_cuts(SPEC):
         pass
-    r = ag.relabel(fragments, u, v)
+    r = ag.index_edges(fragments, u, v)
 
     if method == "lsdgraph":
         from lsdgraph._algorithms import unionfind as uf
 
-        out["relabel"] = _measure(lambda: ag.relabel(fragments, u, v), repeats)
+        out["relabel"] = _measure(lambda: ag.index_edges(fragments, u, v), repeats)
         out["tree"] = _measure(lambda: ag.merge_tree_from_indices(r, scores), repeats)
         tree = ag.merge_tree_from_indices(r, scores)
 
@@ -240,7 +241,7 @@ def child(method: str, data: Path, repeats: int) -> dict:
         out["cuts"] = _measure(cuts, repeats)
 
         def everything():
-            t = ag.merge_tree_from_indices(ag.relabel(fragments, u, v), scores)
+            t = ag.merge_tree_from_indices(ag.index_edges(fragments, u, v), scores)
             for cut in t.iter_cuts(SPEC):
                 pass
 
@@ -252,7 +253,7 @@ def child(method: str, data: Path, repeats: int) -> dict:
 
         # the alternatives the design rejected, one run each
         def searchsorted():
-            ids = ag.sorted_unique(fragments)
+            ids = sorted_unique(fragments)
             found = []
             for col in (u, v):
                 i = np.searchsorted(ids, col).clip(0, ids.size - 1)

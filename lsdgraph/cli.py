@@ -117,7 +117,7 @@ def cmd_segment(a) -> int:
 
 def cmd_relabel(a) -> int:
     from lsdgraph._io.sources import S3Options
-    from lsdgraph._jobs.segment import relabel
+    from lsdgraph._jobs.relabel import relabel
 
     relabel(a.fragments, a.lut, a.out, s3=S3Options(profile=a.profile, endpoint_url=a.endpoint_url), quiet=a.quiet)
     return 0

@@ -11,6 +11,16 @@ const NODE_POS = SCHEMA.kinds.rag_nodes.position;
 const SKEL_POS = SCHEMA.kinds.skeleton_nodes.position;
 const EDGE_POS = SCHEMA.edge_positions;
 const SCORE = SCHEMA.threshold.field;
+const OWN_PREFIX = SCHEMA.collections.own_prefix;
+const SKEL_ENDS = SCHEMA.kinds.skeleton_edges.integers;
+const SKEL_ALT_ENDS = SCHEMA.kinds.skeleton_edges.alternative_integers;
+
+// the name of the index a read of `kind` uses for `use` (roi, threshold...): schema.json names them
+function indexName(kind, use) {
+  const spec = (SCHEMA.indexes[kind] || []).find((s) => s.use === use);
+  if (!spec) fail(`schema.json: no ${use} index for ${kind}`);
+  return spec.name;
+}
 
 function fail(msg) {
   // one line on stderr and a non-zero exit, like the Python CLI
@@ -87,7 +97,7 @@ function thresholdFilter(maxScore) {
 // [min, max] stored merge score from the merge_score index, or null when every score is null
 function scoreRange(coll) {
   const q = { [SCORE]: { $gte: -Infinity } };
-  const end = (dir) => coll.find(q, { [SCORE]: 1 }).sort({ [SCORE]: dir }).hint(SCORE).limit(1).toArray();
+  const end = (dir) => coll.find(q, { [SCORE]: 1 }).sort({ [SCORE]: dir }).hint(indexName('rag_edges', 'threshold')).limit(1).toArray();
   const lo = end(1);
   return lo.length ? [lo[0][SCORE], end(-1)[0][SCORE]] : null;
 }
@@ -140,7 +150,7 @@ function requireCollection(name, kindName) {
 }
 
 function kindOf(name) {
-  if (name.startsWith('lsdgraph_')) return 'other';  // lsdgraph's own collections
+  if (name.startsWith(OWN_PREFIX)) return 'other';  // lsdgraph's own collections
   for (const k of Object.keys(SCHEMA.kinds)) {
     const m = SCHEMA.kinds[k].match;
     if (m && new RegExp(m).test(name)) return k;

@@ -16,16 +16,16 @@ if (!edgesColl.findOne({ [EDGE_POS.u[0]]: { $exists: true } }, { _id: 1 })) {
   fail(`${edgesColl.getName()} has no endpoint positions; run \`lsdgraph index --name ${db.getName()}\` once`);
 }
 
-const nodes = nodesColl.find(roiFilter(R, NODE_POS), { _id: 0 }).hint('position').toArray();
+const nodes = nodesColl.find(roiFilter(R, NODE_POS), { _id: 0 }).hint(indexName('rag_nodes', 'roi')).toArray();
 const proj = edgeProjection();
 // keep the position fields needed to apply the policy, then drop them from the output
 const keepPos = (end) => { const p = Object.assign({}, proj); EDGE_POS[end].forEach((f) => delete p[f]); return p; };
 let edges = [];
 const first = edgesColl.find(Object.assign(roiFilter(R, EDGE_POS.u), score), policy === 'both' ? keepPos('v') : proj)
-  .hint('u_position').toArray();
+  .hint(indexName('rag_edges', 'roi_u')).toArray();
 edges = policy === 'both' ? first.filter((e) => inRoi(R, e, EDGE_POS.v)) : first;
 if (policy === 'either') {
-  const second = edgesColl.find(Object.assign(roiFilter(R, EDGE_POS.v), score), keepPos('u')).hint('v_position').toArray();
+  const second = edgesColl.find(Object.assign(roiFilter(R, EDGE_POS.v), score), keepPos('u')).hint(indexName('rag_edges', 'roi_v')).toArray();
   edges = edges.concat(second.filter((e) => !inRoi(R, e, EDGE_POS.u)));
 }
 const strip = (e) => { EDGE_POS.u.concat(EDGE_POS.v).forEach((f) => delete e[f]); return e; };

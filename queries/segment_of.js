@@ -16,11 +16,11 @@ let frags = param('fragment');
 if (frags === undefined) fail('set fragment = <fragment id> (or a list)');
 frags = (Array.isArray(frags) ? frags : [frags]).map((f) => asLong(f, 'fragment'));
 const rows = frags.map((f) => {
-  const d = luts.find({ threshold: t, fragment: f }, { _id: 0, segment: 1 }).hint('fragment').limit(1).toArray()[0];
+  const d = luts.find({ threshold: t, fragment: f }, { _id: 0, segment: 1 }).hint(indexName('lut', 'fragment')).limit(1).toArray()[0];
   const segment = d ? d.segment : f;
   const out = { fragment: f, segment };
   if (param('members', false)) {
-    const others = luts.find({ threshold: t, segment }, { _id: 0, fragment: 1 }).hint('segment').toArray().map((x) => x.fragment);
+    const others = luts.find({ threshold: t, segment }, { _id: 0, fragment: 1 }).hint(indexName('lut', 'segment')).toArray().map((x) => x.fragment);
     out.members = [segment].concat(others.filter((x) => String(x) !== String(segment)));
   }
   return out;

@@ -15,17 +15,17 @@ const edgesColl = requireCollection(`${prefix}.edges`, 'skeleton_edges');
 let ids = param('neuronId');
 if (ids === undefined) fail('set neuronId = <id> (or a list)');
 ids = Array.isArray(ids) ? ids : [ids];
-const nodes = nodesColl.find({ neuron_id: { $in: ids } }, { _id: 0 }).hint('neuron_id').toArray();
+const nodes = nodesColl.find({ neuron_id: { $in: ids } }, { _id: 0 }).hint(indexName('skeleton_nodes', 'neuron')).toArray();
 // as lsdgraph's SkeletonSet: endpoint names from the load record (else what the documents use), and
 // one indexed read when ingest copied each edge's neuron_id onto it (else every edge, filtered here)
 const meta = db.getCollection(SCHEMA.collections.meta).findOne({ _id: edgesColl.getName() }) || {};
 const sample = edgesColl.findOne({}) || {};
-const [a, b] = meta.endpoints || ((!('u' in sample) && 'source' in sample) ? ['source', 'target'] : ['u', 'v']);
+const [a, b] = meta.endpoints || ((!(SKEL_ENDS[0] in sample) && SKEL_ALT_ENDS[0] in sample) ? SKEL_ALT_ENDS : SKEL_ENDS);
 const joined = (meta.positions !== undefined && meta.positions !== null) ? !!meta.positions
   : edgesColl.findOne({ neuron_id: { $exists: true } }) !== null;
 const edgeCursor = edgesColl.find(joined ? { neuron_id: { $in: ids } } : {}, { _id: 0, [a]: 1, [b]: 1 });
 const have = new Set(nodes.map((n) => String(n.id)));
-const edges = (joined ? edgeCursor.hint('neuron_id') : edgeCursor).toArray()
+const edges = (joined ? edgeCursor.hint(indexName('skeleton_edges', 'neuron')) : edgeCursor).toArray()
   .filter((e) => have.has(String(e[a])) && have.has(String(e[b])))
   .map((e) => ({ u: e[a], v: e[b] }));
 emit({ prefix, neuron_ids: ids, nodes, edges });

@@ -24,12 +24,12 @@ if (!range) {
   for (let i = 0; i < bins; i++) bounds.push(from + i * width);
   bounds.push(nextUp(to));
   const rows = coll.aggregate([{ $match: scored },
-    { $bucket: { groupBy: `$${SCORE}`, boundaries: bounds, output: { n: { $sum: 1 } } } }], { hint: SCORE }).toArray();
+    { $bucket: { groupBy: `$${SCORE}`, boundaries: bounds, output: { n: { $sum: 1 } } } }], { hint: indexName('rag_edges', 'threshold') }).toArray();
   const byStart = {};
   rows.forEach((r) => { byStart[r._id] = r.n; });
   const histogram = bounds.slice(0, -1).map((b, i) => ({ from: b, to: bounds[i + 1], edges: byStart[b] || 0 }));
   const nScored = histogram.reduce((a, h) => a + h.edges, 0);
-  const counts = (param('thresholds', [])).map((t) => ({ threshold: t, edges: coll.countDocuments({ [SCORE]: { $lte: t } }, { hint: SCORE }) }));
+  const counts = (param('thresholds', [])).map((t) => ({ threshold: t, edges: coll.countDocuments({ [SCORE]: { $lte: t } }, { hint: indexName('rag_edges', 'threshold') }) }));
   Object.assign(out, { scored: nScored, nulls: total - nScored, min, max, histogram, counts });
 }
 emit(out);

@@ -205,9 +205,9 @@ def test_bad_input_raises_one_line_error(args, match):
     assert "\n" not in str(err.value)
 
 
-# --------------------------------------------------------------------------- relabel
+# --------------------------------------------------------------------------- edge indices
 
-def test_relabel_matches_searchsorted():
+def test_index_edges_matches_searchsorted():
     rng = np.random.default_rng(0)
     fragments = np.unique(rng.integers(0, 2**64 - 1, 5000, dtype=np.uint64, endpoint=True))
     rng.shuffle(fragments)
@@ -215,7 +215,7 @@ def test_relabel_matches_searchsorted():
     strangers = rng.integers(0, 2**64 - 1, 500, dtype=np.uint64, endpoint=True)
     u = rng.choice(np.concatenate([fragments, strangers]), 20000)
     v = rng.choice(np.concatenate([fragments, strangers]), 20000)
-    r = ag.relabel(with_dups, u, v)
+    r = ag.index_edges(with_dups, u, v)
     ids = np.sort(fragments)
     assert np.array_equal(r.fragments, ids) and r.n_duplicates == 100
     for col, idx in ((u, r.u), (v, r.v)):
@@ -224,12 +224,6 @@ def test_relabel_matches_searchsorted():
         assert np.array_equal(idx, np.where(found, pos, -1))
     assert np.array_equal(r.known, (r.u >= 0) & (r.v >= 0))
     assert r.u.dtype == np.int32
-
-
-def test_sorted_unique():
-    x = np.array([5, 1, BIG, 5, 2**64 - 1, 1, 0], dtype=np.uint64)
-    assert ag.sorted_unique(x).tolist() == [0, 1, 5, BIG, 2**64 - 1]
-    assert ag.sorted_unique(np.array([], np.uint64)).size == 0
 
 
 # --------------------------------------------------------------------------- thresholds

@@ -501,3 +501,17 @@ def test_iter_docs_memory_is_bounded_whatever_the_size():
         tracemalloc.stop()
     assert count == copies * n  # ~48 MB streamed ...
     assert peak < 8 * chunk     # ... holding a few MB at most
+
+
+def test_value_offsets_walk_every_value_type_to_the_field():
+    docs = [{"a": "text", "b": {"n": [1, 2]}, "c": bson.Binary(b"xyz", 0), "d": 1.5, "e": True, "_id": 7},
+            {"_id": bson.ObjectId(), "x": 1},
+            {"x": None, "y": bson.Int64(3)}]
+    raw = b"".join(bson.encode(d) for d in docs)
+    scanned, _, err = bsonio.scan(raw, ["x"])
+    assert err is None
+    at = bsonio.value_offsets(scanned, "_id")
+    buf = np.frombuffer(raw, np.uint8)
+    assert int.from_bytes(buf[at[0]:at[0] + 4].tobytes(), "little") == 7
+    assert buf[at[1]:at[1] + 12].tobytes() == docs[1]["_id"].binary
+    assert at[2] == 0  # no _id

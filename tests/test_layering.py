@@ -28,7 +28,7 @@ ALLOWED = {
 }
 # third-party modules a layer must not import: the algorithms are numpy (and numba) only
 FORBIDDEN = {"_algorithms": {"pymongo", "bson", "mongomock", "boto3", "botocore", "zarr", "pyarrow"},
-             "_io": {"pymongo", "mongomock"}, "_core": {"pymongo", "boto3", "numba"}}
+             "_io": {"pymongo", "mongomock"}, "_core": {"pymongo", "boto3", "zarr"}}
 
 
 def layer_of(path: Path) -> str:

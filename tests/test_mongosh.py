@@ -23,7 +23,7 @@ from servers import REPO
 from lsdgraph._core import schema
 from lsdgraph._core.roi import Roi
 from lsdgraph._ingest import ingest
-from lsdgraph._jobs import info, segment
+from lsdgraph._jobs import info, results, segment
 from lsdgraph._query import rag as query
 from lsdgraph._stores import mongo as store_mod
 from lsdgraph._synth import synth
@@ -195,7 +195,7 @@ def test_segment_of_js_equals_the_luts(loaded):
         assert out["threshold"] == t and out["lut"] == schema.LUT_PREFIX + EDGES
         assert [int(r["fragment"]) for r in out["segments"]] == frags
         for row, f in zip(out["segments"], frags):
-            s = segment.segment_of(loaded.store, loaded.rag.db, EDGES, f, t)
+            s = results.segment_of(loaded.store, loaded.rag.db, EDGES, f, t)
             assert int(row["segment"]) == s == int(seg[tree.fragments == f][0])
             assert sorted(map(int, row["members"])) == sorted(tree.fragments[seg == s].tolist())
             assert int(row["members"][0]) == s

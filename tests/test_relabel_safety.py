@@ -13,7 +13,7 @@ from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._io.sources import S3Options
 from lsdgraph._io.volumes import create_volume, open_volume, overlap, write_chunk
-from lsdgraph._jobs import segment
+from lsdgraph._jobs import relabel
 
 FIX = "choose an --out outside the input volume"
 
@@ -49,7 +49,7 @@ def lab(tmp_path) -> Lab:
 def refused(lab: Lab, fragments, out, how: str) -> str:
     before = lab.snapshot()
     with pytest.raises(LsdgraphError) as e:
-        segment.relabel(str(fragments), str(lab.lut), str(out), quiet=True)
+        relabel.relabel(str(fragments), str(lab.lut), str(out), quiet=True)
     msg = str(e.value)
     assert f"--out {out} {how} the input volume {fragments}" in msg and FIX in msg
     assert lab.snapshot() == before
@@ -87,7 +87,7 @@ def test_an_output_containing_the_input_is_refused(lab, level):
 def test_a_sibling_array_in_the_same_container_is_allowed(lab):
     before = {k: v for k, v in lab.snapshot().items() if k.startswith("volumes/fragments/")}
     out = lab.container / "volumes" / "segmentation_0.5"
-    done = segment.relabel(str(lab.fragments), str(lab.lut), str(out), quiet=True)
+    done = relabel.relabel(str(lab.fragments), str(lab.lut), str(out), quiet=True)
     assert done["voxels"] == lab.labels.size
     assert np.array_equal(open_volume(str(out)).read((0, 0, 0), lab.labels.shape), lab.labels // 10 + 1000)
     after = {k: v for k, v in lab.snapshot().items() if k.startswith("volumes/fragments/")}
@@ -113,15 +113,15 @@ def test_an_s3_pair(lab, s3, tmp_path):
     for out, how in [(fragments, "is"), (fragments + "/", "is"), (base, "contains"),
                      (f"{fragments}/relabelled", "lies inside")]:
         with pytest.raises(LsdgraphError) as e:
-            segment.relabel(fragments, str(lab.lut), out, s3=S3Options(endpoint_url=s3.endpoint), quiet=True)
+            relabel.relabel(fragments, str(lab.lut), out, s3=S3Options(endpoint_url=s3.endpoint), quiet=True)
         assert f"--out {out} {how} the input volume {fragments}" in str(e.value) and FIX in str(e.value)
     with pytest.raises(LsdgraphError, match="local folders only"):  # a sibling, but S3 is not written
-        segment.relabel(fragments, str(lab.lut), f"{base}/volumes/seg", s3=S3Options(endpoint_url=s3.endpoint),
+        relabel.relabel(fragments, str(lab.lut), f"{base}/volumes/seg", s3=S3Options(endpoint_url=s3.endpoint),
                         quiet=True)
     listed = s3.admin.list_objects_v2(Bucket=s3.bucket, Prefix=f"public/{s3.prefix}")["Contents"]
     assert sorted(o["Key"].split("data.zarr/", 1)[1] for o in listed) == sorted(lab.snapshot())
     local = tmp_path / "from_s3.zarr"
-    segment.relabel(fragments, str(lab.lut), str(local), s3=S3Options(endpoint_url=s3.endpoint), quiet=True)
+    relabel.relabel(fragments, str(lab.lut), str(local), s3=S3Options(endpoint_url=s3.endpoint), quiet=True)
     assert np.array_equal(open_volume(str(local)).read((0, 0, 0), lab.labels.shape), lab.labels // 10 + 1000)
 
 

@@ -14,7 +14,7 @@ from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._ingest import ingest
 from lsdgraph._io.volumes import open_volume
-from lsdgraph._jobs import segment
+from lsdgraph._jobs import relabel, results, segment
 from lsdgraph._stores import mongo as store
 
 EDGES = "edges_hist_quant_75"
@@ -65,7 +65,7 @@ def test_luts_and_tree_in_mongodb(data, loaded, tmp_path):
     assert rec["thresholds"] == [0.3, 0.5] and rec["documents"] == r.db_luts
     expected = reference_segments(data, 0.5)
     for f in list(expected)[::37]:
-        assert segment.segment_of(loaded, db, EDGES, f, 0.5) == expected[f]
+        assert results.segment_of(loaded, db, EDGES, f, 0.5) == expected[f]
     # walking the tree documents from a fragment gives the same segment at any threshold
     tree = {d["fragment"]: (d["parent"], d["score"]) for d in db[schema.TREE_PREFIX + EDGES].find()}
     for f in list(expected)[::53]:
@@ -106,7 +106,7 @@ def test_roi_run_uses_the_roi_subgraph(data, loaded, tmp_path):
 def test_relabel_applies_a_lut_chunk_by_chunk(data, tmp_path):
     r = segment.segment(bson=str(data.rag_dir), edges=EDGES, thresholds="0.5", out=tmp_path, quiet=True)
     out = tmp_path / "relabelled.zarr"
-    done = segment.relabel(str(data.fragments_path), str(r.lut_paths[0]), str(out), quiet=True)
+    done = relabel.relabel(str(data.fragments_path), str(r.lut_paths[0]), str(out), quiet=True)
     src, dst = open_volume(str(data.fragments_path)), open_volume(str(out))
     assert dst.shape == src.shape and np.array_equal(dst.offset, src.offset)
     assert np.array_equal(dst.resolution, src.resolution)
@@ -133,5 +133,5 @@ def test_cli_segment_and_bad_input(data, tmp_path, capsys):
     assert cli.main(["segment", "--name", "x", "--bson", str(data.rag_dir), "--out", str(tmp_path)]) == 1
     assert "either --name" in capsys.readouterr().err
     with pytest.raises(LsdgraphError, match="no .zarray"):
-        segment.relabel(str(tmp_path), str(tmp_path / "luts" / "fragment_segment" / f"seg_{EDGES}_0.6.npz"),
+        relabel.relabel(str(tmp_path), str(tmp_path / "luts" / "fragment_segment" / f"seg_{EDGES}_0.6.npz"),
                         str(tmp_path / "out.zarr"))

@@ -15,7 +15,9 @@ import zarr
 
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._io import bsonio
-from lsdgraph._synth import DATASETS, SIZES, _grid_shape, synth
+from lsdgraph._synth import synth
+from lsdgraph._synth.spec import DATASETS, SIZES
+from lsdgraph._synth.world import _grid_shape
 
 NODE_FIELDS = ["_id", "id", "center_z", "center_y", "center_x"]
 EDGE_FIELDS = ["_id", "u", "v", "merge_score", "agglomerated"]

@@ -24,6 +24,7 @@ import numpy as np
 
 from lsdgraph._algorithms import unionfind as uf
 from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.ids import IdIndex, as_ids
 
 Thresholds = Union[str, float, Sequence[float], np.ndarray]
 
@@ -126,58 +127,7 @@ def _index_dtype(n: int) -> np.dtype:
     return np.dtype(np.int32) if n < 2**31 else np.dtype(np.int64)
 
 
-def _as_ids(x, what: str) -> np.ndarray:
-    """A 1-D uint64 view or copy of integer ids (int64 is reinterpreted, not copied)."""
-    arr = np.asarray(x)
-    if arr.dtype.kind == "f" and not isinstance(x, np.ndarray) and arr.size:
-        arr = np.asarray(x, dtype=object)  # a list mixing ids below and above 2**63 became float64
-    if arr.ndim != 1:
-        raise LsdgraphError(f"{what} must be a 1-D array of integer ids, got shape {arr.shape}")
-    if arr.dtype == np.uint64:
-        return np.ascontiguousarray(arr)
-    if arr.dtype == np.int64:
-        return np.ascontiguousarray(arr).view(np.uint64)
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.uint64)
-    if arr.size == 0:
-        return np.zeros(0, np.uint64)
-    if arr.dtype == object and all(isinstance(e, (int, np.integer)) and not isinstance(e, bool) for e in arr):
-        values = [int(e) for e in arr]
-        if all(-(2**63) <= e < 2**64 for e in values):
-            return np.array([e % 2**64 for e in values], dtype=np.uint64)  # negatives as int64 bits
-    raise LsdgraphError(
-        f"{what} must hold integer ids within uint64 (or int64), got dtype {arr.dtype}; "
-        "convert the id column to integers")
-
-
-def sorted_unique(ids: np.ndarray) -> np.ndarray:
-    """Sorted distinct uint64 ids: np.sort plus a neighbour mask (np.unique's hash path on
-    numpy >= 2.3 is far slower for uint64)."""
-    out = np.sort(_as_ids(ids, "ids"))
-    if out.size > 1:
-        keep = np.empty(out.size, dtype=bool)
-        keep[0] = True
-        np.not_equal(out[1:], out[:-1], out=keep[1:])
-        out = out[keep]
-    return out
-
-
-class IdIndex:
-    """Where uint64 ids sit in their sorted unique list, by hash table (several times faster than
-    np.searchsorted for millions of lookups): ``lookup(values)`` gives int64 indices, -1 if absent."""
-
-    def __init__(self, ids):
-        self.ids = sorted_unique(_as_ids(ids, "ids"))
-        self._table, self._bits = uf.hash_build(self.ids)
-
-    def lookup(self, values) -> np.ndarray:
-        keys = np.ascontiguousarray(_as_ids(np.ravel(values), "ids to look up"))
-        out = np.empty(keys.size, np.int64)
-        uf.hash_lookup(self._table, self._bits, keys, out)
-        return out.reshape(np.shape(values))
-
-
-class Relabelled(NamedTuple):
+class IndexedEdges(NamedTuple):
     """Fragment ids mapped to dense indices; -1 where an edge names an id not in ``fragments``."""
 
     fragments: np.ndarray  # uint64, sorted, unique
@@ -187,23 +137,19 @@ class Relabelled(NamedTuple):
     n_duplicates: int      # repeated ids in the fragment list given
 
 
-def relabel(fragments, u, v) -> Relabelled:
-    """Map uint64 fragment ids to indices into their sorted unique list, with a hash table
-    (several times faster than np.searchsorted for millions of random lookups)."""
-    given = _as_ids(fragments, "fragments")
-    ids = sorted_unique(given)
-    u = _as_ids(u, "edge column u")
-    v = _as_ids(v, "edge column v")
+def index_edges(fragments, u, v) -> IndexedEdges:
+    """Map the edges' uint64 fragment ids to indices into the fragments' sorted unique list."""
+    given = as_ids(fragments, "fragments")
+    index = IdIndex(given)
+    u = as_ids(u, "edge column u")
+    v = as_ids(v, "edge column v")
     if u.size != v.size:
         raise LsdgraphError(f"edge columns u and v differ in length ({u.size} vs {v.size}); "
                             "pass one u and one v per edge")
-    dtype = _index_dtype(ids.size)
-    ui = np.empty(u.size, dtype)
-    vi = np.empty(v.size, dtype)
-    table, bits = uf.hash_build(ids)
-    uf.hash_lookup(table, bits, u, ui)
-    uf.hash_lookup(table, bits, v, vi)
-    return Relabelled(ids, ui, vi, (ui >= 0) & (vi >= 0), int(given.size - ids.size))
+    dtype = _index_dtype(len(index))
+    ui = index.lookup(u, out=np.empty(u.size, dtype))
+    vi = index.lookup(v, out=np.empty(v.size, dtype))
+    return IndexedEdges(index.ids, ui, vi, (ui >= 0) & (vi >= 0), int(given.size - len(index)))
 
 
 # --------------------------------------------------------------------------- merge tree
@@ -257,13 +203,13 @@ class MergeTree:
         elif out.shape != self.fragments.shape or out.dtype != np.uint64 or not out.flags.c_contiguous:
             raise LsdgraphError(f"cut(out=...) needs a contiguous uint64 array of {len(self)} values, "
                                 f"got {out.dtype} {out.shape}")
-        uf.cut_ids(self.parent, self.score, self.fragments, _threshold32(threshold), out)
+        uf.cut(self.parent, self.score, _threshold32(threshold), out, self.fragments)
         return out
 
     def cut_index(self, threshold: float) -> np.ndarray:
         """Like :meth:`cut`, as indices into ``fragments`` (``fragments[cut_index(t)] == cut(t)``)."""
         out = np.empty(self.fragments.size, self.parent.dtype)
-        uf.cut_roots(self.parent, self.score, _threshold32(threshold), out)
+        uf.cut(self.parent, self.score, _threshold32(threshold), out)
         return out
 
     def lut(self, threshold: float) -> np.ndarray:
@@ -313,11 +259,11 @@ def build_merge_tree(fragments, u, v, scores) -> MergeTree:
     ids. ``scores``: merge scores (NaN = null, never merges). Edges naming an unknown fragment and
     self loops are dropped; the tree's ``report`` counts them.
     """
-    return merge_tree_from_indices(relabel(fragments, u, v), scores)
+    return merge_tree_from_indices(index_edges(fragments, u, v), scores)
 
 
-def merge_tree_from_indices(r: Relabelled, scores) -> MergeTree:
-    """:func:`build_merge_tree` for edges already mapped to indices by :func:`relabel`."""
+def merge_tree_from_indices(r: IndexedEdges, scores) -> MergeTree:
+    """:func:`build_merge_tree` for edges already mapped to indices by :func:`index_edges`."""
     s = np.asarray(scores)
     if s.ndim != 1 or s.size != r.u.size:
         raise LsdgraphError(f"merge scores have shape {s.shape} but there are {r.u.size} edges; "
@@ -394,8 +340,8 @@ def write_lut(path: str | os.PathLike, fragments, segments, compress: bool = Fal
     ``[fragments, segments]``. Returns the path written (``.npz`` is appended when missing, as
     numpy does). ``compress=True`` deflates like lsd's own files: 7-10x smaller, ~20x slower to
     write (0.4 s per million fragments); np.load reads either."""
-    f = _as_ids(fragments, "LUT fragments")
-    s = _as_ids(segments, "LUT segments")
+    f = as_ids(fragments, "LUT fragments")
+    s = as_ids(segments, "LUT segments")
     if f.size != s.size:
         raise LsdgraphError(f"LUT for {path}: {f.size} fragments but {s.size} segments; pass one segment per fragment")
     return _savez(path, compress, **{LUT_KEY: np.stack([f, s])})
@@ -410,4 +356,4 @@ def read_lut(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         lut = z[LUT_KEY]
     if lut.ndim != 2 or lut.shape[0] != 2 or not np.issubdtype(lut.dtype, np.integer):
         raise LsdgraphError(f"LUT file {path}: {LUT_KEY} is {lut.dtype} {lut.shape}, expected 2xN integers")
-    return _as_ids(lut[0], "LUT fragments"), _as_ids(lut[1], "LUT segments")
+    return as_ids(lut[0], "LUT fragments"), as_ids(lut[1], "LUT segments")

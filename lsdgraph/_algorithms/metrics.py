@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.ids import IdIndex, dense_ids
 
 MergeRule = Literal["segment", "skeleton"]
 
@@ -46,34 +47,15 @@ __all__ = [
 # inputs
 
 
-def _dense_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct values, index of each value in them); a sort, not ``np.unique``, which
-    is many times slower for 64-bit ids on numpy >= 2.3."""
-    order = np.argsort(values, kind="stable")
-    s = values[order]
-    new = np.ones(len(s), dtype=bool)
-    new[1:] = s[1:] != s[:-1]
-    inverse = np.empty(len(values), dtype=np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return s[new], inverse
-
-
 def edge_ids_to_indices(node_ids: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Map an ``(m, 2)`` array of node ids to indices into ``node_ids`` (int64, same shape).
 
     Raises :class:`LsdgraphError` if an edge names a node id that is not in ``node_ids``.
     """
-    node_ids = np.asarray(node_ids)
     edges = np.asarray(edges)
-    order = np.argsort(node_ids, kind="stable")
-    sorted_ids = node_ids[order]
     flat = edges.reshape(-1)
-    if len(sorted_ids) == 0:
-        pos = np.zeros(len(flat), dtype=np.int64)
-        found = np.zeros(len(flat), dtype=bool)
-    else:
-        pos = np.minimum(np.searchsorted(sorted_ids, flat), len(sorted_ids) - 1)
-        found = sorted_ids[pos] == flat
+    pos = IdIndex(np.asarray(node_ids), "node_ids", sort=False).lookup(flat, "edges")
+    found = pos >= 0
     if not found.all():
         missing = flat[~found]
         raise LsdgraphError(
@@ -81,7 +63,7 @@ def edge_ids_to_indices(node_ids: np.ndarray, edges: np.ndarray) -> np.ndarray:
             f"skeleton nodes (first: {int(missing[0])}); drop edges leaving the node set "
             "(e.g. nodes cropped by the ROI or mask) before scoring"
         )
-    return order[pos].astype(np.int64).reshape(edges.shape)
+    return pos.reshape(edges.shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,7 +131,7 @@ class Skeletons:
 
         index = edge_ids_to_indices(node_ids, edges)
         index = _dedupe_undirected(index)
-        skeleton_ids, node_skeleton = _dense_ids(neuron_ids)
+        skeleton_ids, node_skeleton = dense_ids(neuron_ids)
         u, v = index[:, 0], index[:, 1]
         across = node_skeleton[u] != node_skeleton[v]
         if across.any():
@@ -467,7 +449,7 @@ def _node_grouping(node_neurons, node_segments) -> tuple[np.ndarray, np.ndarray,
             f"node_neurons: expected a 1-d integer array of neuron ids, got {neurons.ndim}-d {neurons.dtype}"
         )
     seg = _segments(node_segments, len(neurons))
-    ids, node_skel = _dense_ids(neurons)
+    ids, node_skel = dense_ids(neurons)
     return seg, node_skel, np.argsort(node_skel, kind="stable"), len(ids)
 
 

@@ -9,7 +9,6 @@ from functools import lru_cache
 from importlib import resources
 
 SCHEMA_FILE = "schema.json"
-OWN_PREFIX = "lsdgraph_"
 
 
 @lru_cache(maxsize=1)
@@ -59,19 +58,30 @@ def collection_name(file_name: str) -> str:
 
 
 def indexes(kind_name: str) -> list[dict]:
-    """Index specs ``{"name", "key": [[field, 1], ...], "unique"?}`` for a kind (or ``lut``)."""
+    """Index specs ``{"name", "use", "key": [[field, 1], ...], "unique"?}`` for a kind (or one of
+    lsdgraph's own collections: ``lut``, ``merge_tree``, ``skeleton_fragments``)."""
     return load()["indexes"][kind_name]
+
+
+def index_name(kind_name: str, use: str) -> str:
+    """The name of the index a read of ``kind_name`` uses for ``use`` (``roi``, ``threshold``...)."""
+    for spec in indexes(kind_name):
+        if spec.get("use") == use:
+            return spec["name"]
+    raise KeyError(f"schema.json: no {use!r} index for {kind_name}")
 
 
 def names() -> dict:
     return load()["collections"]
 
 
+OWN_PREFIX = names()["own_prefix"]
 META = names()["meta"]
 DAISY_META = names()["daisy_meta"]
 STAGING_PREFIX = names()["staging_prefix"]
 LUT_PREFIX = names()["lut_prefix"]
 TREE_PREFIX = names()["merge_tree_prefix"]
+SKELETON_FRAGMENTS_PREFIX = names()["skeleton_fragments_prefix"]
 EDGE_POSITIONS = {end: tuple(fields) for end, fields in load()["edge_positions"].items() if end in ("u", "v")}
 EDGE_JOINS = {k: v for k, v in load()["edge_joins"].items() if k != "about"}
 NODE_POSITION = kind("rag_nodes").position

@@ -178,7 +178,7 @@ def reindex(store: Store, db) -> list[str]:
             doc = db[name].find_one({}) or {}
             ends = tuple(kind.alternative_integers) if kind.alternative_integers and kind.integers[0] not in doc \
                 and kind.alternative_integers[0] in doc else kind.integers
-            store.retry(lambda: keys.create_indexes(db[name], kind, ends), f"{db.name}.{name}: building indexes")
+            keys.create_indexes(store, db[name], kind, ends)
             lines.append(f"{'indexed':<15} {name:<28} " + ", ".join(sp["name"] for sp in schema.indexes(kind.name)))
     if "nodes" in names and ensure_daisy_meta(store, db):
         lines.append(f"{'daisy meta':<15} {schema.DAISY_META:<28} {{directed: false}}")

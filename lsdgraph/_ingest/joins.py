@@ -2,19 +2,20 @@
 appended byte-level at ingest, or set afterwards on edges loaded before their nodes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.ids import IdIndex
 from lsdgraph._io import bsonio
 from lsdgraph._stores.mongo import Store
 
 
 @dataclass
 class NodeTable:
-    """Endpoint lookup for edges: node ids (sorted int64), their positions (n, 3), the extra
+    """Endpoint lookup for edges: node ids (int64), their positions (n, 3), the extra
     integer fields copied from ``u`` (``neuron_id`` for skeletons), and the checksum of the nodes
     load it was read from (so edges can tell when their nodes were replaced)."""
 
@@ -22,13 +23,15 @@ class NodeTable:
     positions: np.ndarray
     extra: dict[str, np.ndarray]
     checksum: str | None = None
+    _index: IdIndex | None = field(default=None, repr=False, compare=False)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row index, found) per key."""
-        if len(self.ids) == 0:
-            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
-        i = np.searchsorted(self.ids, keys).clip(0, len(self.ids) - 1)
-        return i, self.ids[i] == keys
+        """(row index, found) per key; a missing key gets row 0, masked by ``found``."""
+        if self._index is None:
+            self._index = IdIndex(self.ids, "node ids", sort=False)
+        i = self._index.lookup(keys)
+        found = i >= 0
+        return np.maximum(i, 0), found
 
 
 def nodes_checksum(db, nodes: str) -> str | None:
@@ -53,14 +56,9 @@ def node_table(store: Store, db, nodes: str = "nodes", edges_kind: str = "rag_ed
     fields = ("id",) + position + extra
     checksum = nodes_checksum(db, nodes)
     parts = store.retry(lambda: list(store.find_raw(db[nodes], {}, fields)), f"{db.name}.{nodes}: reading nodes")
-    if not parts:
-        return NodeTable(np.empty(0, np.int64), np.empty((0, 3)), {f: np.empty(0, np.int64) for f in extra},
-                         checksum)
-    ids = np.concatenate([d.ints("id") for d in parts])
-    order = np.argsort(ids, kind="stable")
-    pos = np.stack([np.concatenate([d.floats(f) for d in parts]) for f in position], axis=1)
-    cols = {f: np.concatenate([d.ints(f) for d in parts])[order] for f in extra}
-    return NodeTable(ids[order], pos[order], cols, checksum)
+    cols = bsonio.columns(parts, {"id": "int64", **{f: "float64" for f in position}, **{f: "int64" for f in extra}})
+    pos = np.stack([cols.pop(f) for f in position], axis=1)
+    return NodeTable(cols.pop("id"), pos, cols, checksum)
 
 
 def joined(table: NodeTable, u: np.ndarray, v: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -133,7 +131,7 @@ def add_edge_positions(store: Store, db, edges: str, table: NodeTable | None = N
                 ops = []
         if ops:
             n += flush(ops)
-    store.retry(lambda: create_indexes(coll, kind, endpoints), f"{db.name}.{edges}: building indexes")
+    create_indexes(store, coll, kind, endpoints)
     store.retry(lambda: db[schema.META].update_one({"_id": edges}, {"$set": {
         "positions": True, "nodes": nodes, "nodes_checksum": table.checksum}}), f"{db.name}.{edges}: recording positions")
     return n

@@ -16,20 +16,11 @@ from lsdgraph._io.sources import SourceFile
 from lsdgraph._stores.mongo import Store
 
 
-def create_indexes(coll, kind: schema.Kind, endpoint_fields: tuple[str, ...], unique_only: bool = False) -> None:
-    from pymongo import IndexModel
-
-    models = []
-    for spec in schema.indexes(kind.name):
-        if unique_only and not spec.get("unique"):
-            continue
-        key = [(f, d) for f, d in spec["key"]]
-        if kind.name == "skeleton_edges" and endpoint_fields != kind.integers:
-            rename = dict(zip(kind.integers, endpoint_fields))
-            key = [(rename.get(f, f), d) for f, d in key]
-        models.append(IndexModel(key, name=spec["name"], unique=spec.get("unique", False)))
-    if models:
-        coll.create_indexes(models)
+def create_indexes(store: Store, coll, kind: schema.Kind, endpoint_fields: tuple[str, ...],
+                   unique_only: bool = False, what: str | None = None) -> None:
+    """The kind's indexes on ``coll``, keyed by the endpoint fields the collection stores."""
+    store.create_indexes(coll, kind.name, rename=dict(zip(kind.integers, endpoint_fields))
+                         if kind.name == "skeleton_edges" else None, unique_only=unique_only, what=what)
 
 
 def _strip_id(doc: dict) -> dict:
@@ -131,8 +122,7 @@ def build_unique_indexes(store: Store, coll, kind, endpoint_fields, f: SourceFil
     removed = 0
     for _ in range(3):
         try:
-            store.retry(lambda: create_indexes(coll, kind, endpoint_fields, unique_only),
-                        f"{f.url}: building indexes")
+            create_indexes(store, coll, kind, endpoint_fields, unique_only, f"{f.url}: building indexes")
             return removed
         except perr.OperationFailure as e:  # DuplicateKeyError included
             if e.code != 11000:
@@ -224,7 +214,7 @@ def _id_keys(buf, starts, ends, types, vpos, out):
 def id_keys(docs: bsonio.Docs) -> np.ndarray:
     """(n, 2) uint64 keys of the documents that have an ``_id`` (see :func:`_id_keys`)."""
     out = np.empty((len(docs), 2), np.uint64)
-    _id_keys(docs.buf, docs.starts, docs.ends, docs.types[:, :1], _vpos(docs), out)
+    _id_keys(docs.buf, docs.starts, docs.ends, docs.types[:, :1], bsonio.value_offsets(docs, "_id")[:, None], out)
     return out[docs.type_of("_id") != bsonio.T_MISSING]
 
 
@@ -253,52 +243,3 @@ def repeated_ids(f: SourceFile, chunk_bytes: int = 8 << 20) -> int:
     finally:
         stream.close()
     return count_repeats(parts)
-
-
-def _vpos(docs: bsonio.Docs) -> np.ndarray:
-    """Value offsets of the one scanned field (``_id``), recomputed from the raw documents."""
-    pos = np.zeros((len(docs), 1), np.int64)
-    _value_offsets(docs.buf, docs.starts, docs.ends, pos)
-    return pos
-
-
-@njit(cache=True, nogil=True)
-def _value_offsets(buf, starts, ends, out):
-    """Offset of the value of the element named ``_id`` in each document (0 when absent)."""
-    for i in range(starts.shape[0]):
-        p = starts[i] + 4
-        end = ends[i] - 1
-        while p < end:
-            t = buf[p]
-            p += 1
-            q = p
-            while buf[q] != 0:
-                q += 1
-            is_id = q - p == 3 and buf[p] == 95 and buf[p + 1] == 105 and buf[p + 2] == 100
-            p = q + 1
-            if is_id:
-                out[i, 0] = p
-                break
-            if t == 1 or t == 9 or t == 17 or t == 18:
-                p += 8
-            elif t == 16:
-                p += 4
-            elif t == 7:
-                p += 12
-            elif t == 8:
-                p += 1
-            elif t == 19:
-                p += 16
-            elif t == 2 or t == 13 or t == 14:
-                p += 4 + (np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8) | (np.int64(buf[p + 2]) << 16)
-                          | (np.int64(buf[p + 3]) << 24))
-            elif t == 3 or t == 4 or t == 15:
-                p += (np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8) | (np.int64(buf[p + 2]) << 16)
-                      | (np.int64(buf[p + 3]) << 24))
-            elif t == 5:
-                p += 5 + (np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8) | (np.int64(buf[p + 2]) << 16)
-                          | (np.int64(buf[p + 3]) << 24))
-            elif t == 10 or t == 6 or t == 255 or t == 127:
-                pass
-            else:
-                break  # a type this walk does not size (regex, DBPointer): treat as no _id

@@ -514,7 +514,7 @@ def _rename(load: FileLoad) -> IngestReport:
 def _complete(load: FileLoad) -> IngestReport:
     """Build the remaining indexes under the real name, count again, and record the load complete."""
     f, report = load.file, load.report
-    load.call(lambda: keys.create_indexes(load.target, load.kind, load.endpoints), "building indexes")
+    keys.create_indexes(load.store, load.target, load.kind, load.endpoints, what=f"{f.url}: building indexes")
     loaded = _count(load, load.target)
     expected = load.documents - load.duplicates - load.removed
     if loaded != expected:

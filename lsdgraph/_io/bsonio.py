@@ -260,6 +260,24 @@ def _variable_size(b, t, v, last):
     return code, v, size
 
 
+@njit(inline="always")
+def _fixed_size(t):
+    """Bytes of a fixed-size value of type ``t``; -1 for the types sized by their content."""
+    if t == 1 or t == 9 or t == 17 or t == 18:
+        return 8
+    if t == 16:
+        return 4
+    if t == 7:
+        return 12
+    if t == 8:
+        return 1
+    if t == 10 or t == 6 or t == 255 or t == 127:
+        return 0
+    if t == 19:
+        return 16
+    return -1
+
+
 @njit(cache=True, nogil=True)
 def _container(b, t, v, last):
     """(code, at, start, end) of the document an element of type 3, 4 or 15 at ``v`` opens,
@@ -392,18 +410,9 @@ def _scan(buf, pos, end, final, names, name_lens, keys, max_docs, starts, types,
                 hs, fresh = _set_add(buf, hs, p, nl, depth, state, path)
             if not fresh:
                 return n, pos, ERR_DUPLICATE, el, depth, True
-            if t == 1 or t == 9 or t == 17 or t == 18:
-                size = 8
-            elif t == 16:
-                size = 4
-            elif t == 7:
-                size = 12
-            elif t == 8:
-                size = 1
-            elif t == 10 or t == 6 or t == 255 or t == 127:
-                size = 0
-            elif t == 19:
-                size = 16
+            size = _fixed_size(t)
+            if size >= 0:
+                pass
             elif t == 3 or t == 4 or t == 15:
                 code, at, start, sub_last = _container(buf, t, v, last)
                 if code != OK:
@@ -509,6 +518,15 @@ class Docs:
         out[i] = v[i].astype(np.float64)
         return out
 
+    def column(self, field: str, dtype: str) -> np.ndarray:
+        """The field as a typed column: ``float64`` (see :meth:`floats`), ``bool``, or an integer
+        dtype (``uint64`` ids keep their bits)."""
+        if dtype == "float64":
+            return self.floats(field)
+        if dtype == "bool":
+            return self.ints(field).astype(bool)
+        return self.ints(field).astype(dtype, copy=False)
+
     def take(self, rows: np.ndarray) -> "Docs":
         """The documents at ``rows`` (a mask or indices); they need not be contiguous."""
         return Docs(self.buf, self.starts[rows], self.ends[rows], self.fields, self.types[rows], self.values[rows])
@@ -532,6 +550,53 @@ class Docs:
         if len(self) == 0:
             return memoryview(b"")
         return memoryview(self.buf[self.starts[0]:self.ends[-1]])
+
+
+def value_offsets(docs: Docs, field: str) -> np.ndarray:
+    """Offset in ``docs.buf`` of the value of each document's top-level ``field`` (0 when absent):
+    a walk of documents the scanner has already checked, for the few callers that need raw
+    values (the scan does not keep offsets: holding them per batch costs more than the check)."""
+    out = np.zeros(len(docs), np.int64)
+    name = np.frombuffer(field.encode(), np.uint8)
+    _value_offsets(docs.buf, docs.starts, docs.ends, name, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _value_offsets(buf, starts, ends, name, out):
+    nl = name.shape[0]
+    for i in range(starts.shape[0]):
+        p = starts[i] + 4
+        end = ends[i] - 1
+        while p < end:
+            t = buf[p]
+            p += 1
+            q = p
+            while buf[q] != 0:
+                q += 1
+            hit = q - p == nl
+            for k in range(nl if hit else 0):
+                if buf[p + k] != name[k]:
+                    hit = False
+                    break
+            p = q + 1
+            if hit:
+                out[i] = p
+                break
+            size = _fixed_size(t)
+            if size < 0:
+                if t == 3 or t == 4 or t == 15:
+                    size = _i32(buf, p)
+                else:
+                    _, _, size = _variable_size(buf, t, p, end)
+            p += size
+
+
+def columns(batches: Sequence[Docs], spec: dict[str, str]) -> dict[str, np.ndarray]:
+    """Scanned batches concatenated into typed columns, ``spec`` = ``{field: dtype}`` (see
+    :meth:`Docs.column`)."""
+    return {name: np.concatenate([d.column(name, dtype) for d in batches]) if batches else np.empty(0, dtype)
+            for name, dtype in spec.items()}
 
 
 def _name_table(fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -687,6 +752,25 @@ def _is_nan_bits(v):
     return (v & 0x7FF0000000000000) == 0x7FF0000000000000 and (v & 0x000FFFFFFFFFFFFF) != 0
 
 
+@njit(inline="always")
+def _put_head(out, p, t, names, f, nl):
+    """Write an element's type byte and its name ``names[f, :nl]`` with the NUL at ``p``; returns
+    where the value goes."""
+    out[p] = t
+    for c in range(nl):
+        out[p + 1 + c] = names[f, c]
+    out[p + 1 + nl] = 0
+    return p + 2 + nl
+
+
+@njit(inline="always")
+def _put_le(out, p, v, w):
+    """Write the low ``w`` bytes of ``v`` little-endian at ``p``; returns the end."""
+    for c in range(w):
+        out[p + c] = (v >> (8 * c)) & 0xFF
+    return p + w
+
+
 @njit(cache=True, nogil=True)
 def _encode(oids, vals, kinds, names, name_lens):
     n, nf = vals.shape
@@ -748,16 +832,8 @@ def _encode(oids, vals, kinds, names, name_lens):
                 t = 8
                 w = 1
                 v = 1 if v != 0 else 0
-            out[p] = t
-            p += 1
-            for c in range(name_lens[f]):
-                out[p + c] = names[f, c]
-            p += name_lens[f]
-            out[p] = 0
-            p += 1
-            for c in range(w):
-                out[p + c] = (v >> (8 * c)) & 0xFF
-            p += w
+            p = _put_head(out, p, t, names, f, name_lens[f])
+            p = _put_le(out, p, v, w)
         out[p] = 0
     return out, offs
 
@@ -824,13 +900,7 @@ def _append(buf, starts, ends, present, vals, names, name_lens, kinds, oid_prefi
         for f in range(nf):
             if not present[i, f]:
                 continue
-            out[q] = 7 if kinds[f] == 1 else (18 if kinds[f] == 2 else 1)
-            q += 1
-            for c in range(name_lens[f]):
-                out[q + c] = names[f, c]
-            q += name_lens[f]
-            out[q] = 0
-            q += 1
+            q = _put_head(out, q, 7 if kinds[f] == 1 else (18 if kinds[f] == 2 else 1), names, f, name_lens[f])
             v = vals[i, f]
             if kinds[f] == 1:  # ObjectId: 4-byte prefix + 8-byte big-endian value
                 for c in range(4):
@@ -839,9 +909,7 @@ def _append(buf, starts, ends, present, vals, names, name_lens, kinds, oid_prefi
                     out[q + 4 + c] = (v >> (8 * (7 - c))) & 0xFF
                 q += 12
             else:
-                for c in range(8):
-                    out[q + c] = (v >> (8 * c)) & 0xFF
-                q += 8
+                q = _put_le(out, q, v, 8)
         out[q] = 0
         q += 1
         length = q - p

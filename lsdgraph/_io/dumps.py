@@ -9,6 +9,7 @@ import numpy as np
 
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.ids import IdIndex
 from lsdgraph._core.roi import as_roi
 from lsdgraph._io import bsonio, validate
 
@@ -43,7 +44,7 @@ def read_columns(path: Path, kind: schema.Kind, fields: dict[str, str]) -> dict[
                 raise LsdgraphError(f"{path}: document #{n + len(docs)} at byte {base + err.doc_offset:,}: "
                                     f"{err.describe(base)} — the file is damaged or not a .bson dump")
             for f, dtype in fields.items():
-                parts[f].append(docs.floats(f) if dtype == "float64" else docs.ints(f).astype(dtype))
+                parts[f].append(docs.column(f, dtype))
             n += len(docs)
     if n == 0:
         raise LsdgraphError(f"{path}: no documents; is it a .bson dump?")
@@ -75,8 +76,6 @@ def read_rag(folder: str | Path, edges: str, roi=None) -> RagArrays:
     if roi is not None:
         inside = roi.contains(pos)
         ids, pos = ids[inside], pos[inside]
-        order = np.argsort(ids)
-        i = np.searchsorted(ids[order], u).clip(0, max(len(ids) - 1, 0))
-        keep = (ids[order][i] == u) if len(ids) else np.zeros(len(u), bool)
+        keep = IdIndex(ids, "node ids", sort=False).contains(u)
         u, v, s = u[keep], v[keep], s[keep]
     return RagArrays(ids, pos, u, v, s)

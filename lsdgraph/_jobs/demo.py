@@ -13,7 +13,8 @@ from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.roi import Roi
 from lsdgraph._ingest import ingest
 from lsdgraph._jobs.evaluate import evaluate
-from lsdgraph._jobs.segment import segment, write_lut_documents
+from lsdgraph._jobs.results import write_lut_documents
+from lsdgraph._jobs.segment import segment
 from lsdgraph._query.rag import open_rag, open_skeletons
 from lsdgraph._stores.mongo import connect
 from lsdgraph._synth import synth
@@ -51,7 +52,7 @@ def demo(out: str | Path = "lsdgraph-demo", *, db: str = "mongomock://", name: s
     step("ingest")
     db_obj = store.db(name)
     counts = {c: db_obj[c].estimated_document_count() for c in sorted(db_obj.list_collection_names())
-              if not c.startswith("lsdgraph_") and c != schema.DAISY_META}
+              if not c.startswith(schema.OWN_PREFIX) and c != schema.DAISY_META}
     say(f"2. ingested into {store.uri} database {name!r}: " + ", ".join(f"{c} {n:,}" for c, n in counts.items()))
 
     rag = open_rag(name=name, edges=edges, store=store)

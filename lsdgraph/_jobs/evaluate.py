@@ -21,8 +21,10 @@ from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._algorithms import metrics
 from lsdgraph._core import schema
 from lsdgraph._core.errors import redact_record
+from lsdgraph._core.ids import IdIndex
 from lsdgraph._io import bsonio
 from lsdgraph._io.sources import S3Options
+from lsdgraph._jobs.trees import build_tree
 from lsdgraph._query.rag import SkeletonSet, database, open_rag
 from lsdgraph._stores.mongo import Store, connect
 
@@ -94,8 +96,8 @@ def map_skeleton_fragments(store: Store, db, skel: SkeletonSet, fragments: str, 
     note = None if recompute else _stale(rec, inputs)
     if rec and rec.get("status") == "complete" and not recompute and note is None:
         parts = list(store.find_raw(coll, {}, ("node", "fragment")))
-        node = np.concatenate([p.ints("node") for p in parts]) if parts else np.empty(0, np.int64)
-        frag = np.concatenate([p.ints("fragment") for p in parts]).view(np.uint64) if parts else np.empty(0, np.uint64)
+        cols = bsonio.columns(parts, {"node": "int64", "fragment": "uint64"})
+        node, frag = cols["node"], cols["fragment"]
         return NodeFragments(node, frag, rec["outside"], rec["masked"], True)
     nodes, _ = skel.arrays()
     pos = nodes[list(schema.kind("skeleton_nodes").position)].to_numpy(float)
@@ -110,11 +112,8 @@ def map_skeleton_fragments(store: Store, db, skel: SkeletonSet, fragments: str, 
         frag[drop] = 0
     node_ids = nodes["id"].to_numpy(np.int64)
     coll.drop()
-    raw = bsonio.encode({"node": ("int64", node_ids), "fragment": ("int64", frag.view(np.int64))})
-    docs, _, _ = bsonio.scan(raw, ["_id"])
-    if len(docs):
-        store.insert_docs(coll, docs, name)
-    coll.create_index([("node", 1)], name="node", unique=True)
+    store.insert_columns(coll, {"node": ("int64", node_ids), "fragment": ("int64", frag.view(np.int64))}, name)
+    store.create_indexes(coll, "skeleton_fragments")
     meta.replace_one({"_id": name}, redact_record({
         "_id": name, "kind": "skeleton_fragments", "skeletons": skel.prefix, "fragments": fragments, "mask": mask,
         "nodes": n_nodes, "inputs": inputs, "outside": outside, "masked": masked, "status": "complete"}), upsert=True)
@@ -137,7 +136,7 @@ def node_segments(tree: agglomerate.MergeTree, node_fragments: np.ndarray):
     threshold. Nodes on fragment 0 get segment 0; nodes on a fragment the RAG lacks keep it as their
     own segment (it can merge with nothing)."""
     frags = np.asarray(node_fragments, np.uint64)
-    idx = agglomerate.IdIndex(tree.fragments).lookup(frags)
+    idx = IdIndex(tree.fragments).lookup(frags)
     known = idx >= 0
 
     def at(t: float) -> np.ndarray:
@@ -187,7 +186,6 @@ def evaluate(*, store: Store | None = None, db: str | None = None, name: str | N
     ``evaluation_<edges>.csv/.json/.png`` and ``evaluation_<edges>.txt`` to ``out``. The merge
     tree is reused from ``tree_dir`` (default ``out``; a ``segment`` run's ``--out``) when its
     inputs match, else built and saved there."""
-    from lsdgraph._jobs.segment import build_tree
 
     stream = stream or sys.stdout
     log = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -207,9 +205,8 @@ def evaluate(*, store: Store | None = None, db: str | None = None, name: str | N
     if mapping.note:
         log(mapping.note)
     nodes, edges_df = skel.arrays()
-    order = np.argsort(mapping.node_ids)
-    pos_in_map = np.searchsorted(mapping.node_ids[order], nodes["id"].to_numpy(np.int64))
-    node_frag = mapping.fragments[order][pos_in_map.clip(0, max(len(order) - 1, 0))]
+    in_map = IdIndex(mapping.node_ids, "skeleton node ids", sort=False).lookup(nodes["id"].to_numpy(np.int64))
+    node_frag = np.where(in_map >= 0, mapping.fragments[np.maximum(in_map, 0)], 0).astype(np.uint64)
     sk = metrics.Skeletons(nodes["id"].to_numpy(np.int64), nodes["neuron_id"].to_numpy(np.int64),
                            nodes[list(schema.kind("skeleton_nodes").position)].to_numpy(float),
                            edges_df[["u", "v"]].to_numpy(np.int64))

@@ -19,6 +19,7 @@ import pandas as pd
 
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.ids import IdIndex
 from lsdgraph._core.roi import Roi, as_roi, mongo_filter
 from lsdgraph._io import bsonio
 from lsdgraph._stores.mongo import Store, connect
@@ -26,6 +27,7 @@ from lsdgraph._stores.mongo import Store, connect
 __all__ = ["Rag", "SkeletonSet", "open_rag", "open_skeletons", "database"]
 
 _IN_CHUNK = 1000  # fallback for edges without positions: $in lists stay small
+_SKEL_EDGES = schema.kind("skeleton_edges")
 
 
 def database(store: Store, name: str):
@@ -56,22 +58,6 @@ def _attr_types(coll, exclude: Sequence[str]) -> dict[str, str]:
             out[k] = "int64"
         elif isinstance(v, float) or v is None:
             out[k] = "float64"
-    return out
-
-
-def _columns(batches: list[bsonio.Docs], spec: dict[str, str]) -> dict[str, np.ndarray]:
-    """Concatenate scanned batches into typed columns (uint64 ids, float64 with NaN for null...)."""
-    out = {}
-    for name, dtype in spec.items():
-        parts = []
-        for d in batches:
-            if dtype == "float64":
-                parts.append(d.floats(name))
-            elif dtype == "bool":
-                parts.append(d.ints(name).astype(bool))
-            else:
-                parts.append(d.ints(name).astype(dtype, copy=False))
-        out[name] = np.concatenate(parts) if parts else np.empty(0, dtype)
     return out
 
 
@@ -183,7 +169,7 @@ class Rag:
                 self._range = (known["min"], known["max"]) if known["min"] is not None else ()
                 return self._range or None
             q = {schema.SCORE: {"$gte": -math.inf}}
-            h = self.hint(self.edges, schema.SCORE)
+            h = self.hint(self.edges, schema.index_name("rag_edges", "threshold"))
             ends = []
             for direction in (1, -1):
                 cur = self.edges.find(q, {schema.SCORE: 1}).sort(schema.SCORE, direction).limit(1)
@@ -216,15 +202,16 @@ class Rag:
 
     # -- reads ---------------------------------------------------------------------------------
     def _node_query(self, roi: Roi | None) -> tuple[dict, str | None]:
-        return mongo_filter(roi, schema.NODE_POSITION), ("position" if roi is not None else None)
+        return mongo_filter(roi, schema.NODE_POSITION), (schema.index_name("rag_nodes", "roi") if roi is not None else None)
 
     def _edge_queries(self, roi: Roi | None, t: float | None, policy: str) -> list[tuple[dict, str | None, str]]:
         """(filter, hint, which end) for each find an edge read needs."""
         score = {schema.SCORE: {"$lte": t}} if t is not None else {}
         if roi is None:
-            return [(score, schema.SCORE if t is not None else None, "all")]
+            return [(score, schema.index_name("rag_edges", "threshold") if t is not None else None, "all")]
         ends = ["u"] if policy in ("u", "both") else ["u", "v"]
-        return [({**mongo_filter(roi, schema.EDGE_POSITIONS[e]), **score}, f"{e}_position", e) for e in ends]
+        return [({**mongo_filter(roi, schema.EDGE_POSITIONS[e]), **score}, schema.index_name("rag_edges", f"roi_{e}"), e)
+                for e in ends]
 
     def read_arrays(self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -234,7 +221,7 @@ class Rag:
         t = self.check_threshold(max_score)
         _check_policy(edges)
         nf, nh = self._node_query(roi)
-        ncols = _columns(list(self.store.find_raw(self.nodes, nf, list(self.node_spec()), hint=self.hint(self.nodes, nh))),
+        ncols = bsonio.columns(list(self.store.find_raw(self.nodes, nf, list(self.node_spec()), hint=self.hint(self.nodes, nh))),
                          self.node_spec())
         ecols = self._read_edges(roi, t, edges, ncols["id"])
         return pd.DataFrame(ncols), pd.DataFrame(ecols)
@@ -248,7 +235,7 @@ class Rag:
         for filt, hint, end in self._edge_queries(roi, t, policy):
             fields = list(spec) + (list(pu) if end == "v" else []) + (list(pv) if policy == "both" else [])
             batches = list(self.store.find_raw(self.edges, filt, fields, hint=self.hint(self.edges, hint)))
-            cols = _columns(batches, {**spec, **{f: "float64" for f in fields if f not in spec}})
+            cols = bsonio.columns(batches, {**spec, **{f: "float64" for f in fields if f not in spec}})
             keep = None
             if end == "v":  # edges with u inside came with the first query
                 keep = ~roi.contains(np.stack([cols[f] for f in pu], 1))
@@ -264,6 +251,7 @@ class Rag:
                       "query", stacklevel=3)
         spec = self.edge_spec()
         ids = np.sort(np.asarray(node_ids, np.uint64))
+        known = IdIndex(ids, sort=False)
         score = {schema.SCORE: {"$lte": t}} if t is not None else {}
         parts = []
         for end in (["u"] if policy in ("u", "both") else ["u", "v"]):
@@ -271,12 +259,12 @@ class Rag:
             for i in range(0, len(ids), _IN_CHUNK):
                 filt = {end: {"$in": ids[i:i + _IN_CHUNK].tolist()}, **score}
                 batches += list(self.store.find_raw(self.edges, filt, list(spec)))
-            cols = _columns(batches, spec)
+            cols = bsonio.columns(batches, spec)
             keep = np.ones(len(cols["u"]), bool)
             if end == "v":  # edges with u among the nodes came with the first query
-                keep = ~_isin_sorted(cols["u"], ids)
+                keep = ~known.contains(cols["u"])
             elif policy == "both":
-                keep = _isin_sorted(cols["v"], ids)
+                keep = known.contains(cols["v"])
             parts.append({k: c[keep] for k, c in cols.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in spec}
 
@@ -317,7 +305,7 @@ class Rag:
         for filt, hint, _ in self._edge_queries(roi, t, "u"):
             for d in self.store.find_raw(self.edges, filt, list(spec), hint=self.hint(self.edges, hint),
                                          batch_size=batch_size):
-                c = _columns([d], spec)
+                c = bsonio.columns([d], spec)
                 yield c["u"], c["v"], c[schema.SCORE]
 
     def edge_arrays(self, max_score: float | None = None, roi=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -332,7 +320,7 @@ class Rag:
         roi = as_roi(roi)
         nf, nh = self._node_query(roi)
         spec = {"id": "uint64", **{f: "float64" for f in schema.NODE_POSITION}}
-        cols = _columns(list(self.store.find_raw(self.nodes, nf, list(spec), hint=self.hint(self.nodes, nh))), spec)
+        cols = bsonio.columns(list(self.store.find_raw(self.nodes, nf, list(spec), hint=self.hint(self.nodes, nh))), spec)
         return cols["id"], np.stack([cols[f] for f in schema.NODE_POSITION], 1) if len(cols["id"]) else np.empty((0, 3))
 
     # -- what the planner does -------------------------------------------------------------------
@@ -361,7 +349,8 @@ class Rag:
         width = (hi - lo) / bins if hi > lo else 1.0
         bounds = [lo + i * width for i in range(bins)] + [math.nextafter(hi, math.inf)]
         q = {schema.SCORE: {"$gte": -math.inf}}
-        h = {"hint": self.hint(self.edges, schema.SCORE)} if self.hint(self.edges, schema.SCORE) else {}
+        hint = self.hint(self.edges, schema.index_name("rag_edges", "threshold"))
+        h = {"hint": hint} if hint else {}
         hist = {r["_id"]: r["n"] for r in self.edges.aggregate(
             [{"$match": q}, {"$bucket": {"groupBy": f"${schema.SCORE}", "boundaries": bounds,
                                          "output": {"n": {"$sum": 1}}}}], **h)}
@@ -460,23 +449,25 @@ class SkeletonSet:
         if ends:
             return tuple(ends)
         doc = self.edges.find_one({}) or {}
-        return ("source", "target") if "u" not in doc and "source" in doc else ("u", "v")
+        u, v = _SKEL_EDGES.integers
+        alt = _SKEL_EDGES.alternative_integers
+        return (alt[0], alt[1]) if u not in doc and alt[0] in doc else (u, v)
 
     def _queries(self, roi: Roi | None, neuron_ids) -> list[tuple[object, dict, str | None]]:
         """(collection, filter, hint) of the nodes find and of the edges find."""
         kind = schema.kind("skeleton_nodes")
         filt = mongo_filter(roi, kind.position)
-        hint = "position" if roi is not None else None
+        hint = schema.index_name("skeleton_nodes", "roi") if roi is not None else None
         if neuron_ids is not None:
             filt["neuron_id"] = {"$in": [int(n) for n in np.atleast_1d(neuron_ids)]}
-            hint = hint or "neuron_id"
+            hint = hint or schema.index_name("skeleton_nodes", "neuron")
         efilt, ehint = {}, None
         if self.has_joins():  # one indexed read, as for RAG edges
             if roi is not None:
-                efilt, ehint = mongo_filter(roi, schema.EDGE_POSITIONS["u"]), "u_position"
+                efilt, ehint = mongo_filter(roi, schema.EDGE_POSITIONS["u"]), schema.index_name("skeleton_edges", "roi_u")
             if neuron_ids is not None:
                 efilt["neuron_id"] = filt["neuron_id"]
-                ehint = ehint or "neuron_id"
+                ehint = ehint or schema.index_name("skeleton_edges", "neuron")
         return [(self.nodes, filt, _hint(self._indexes, self.nodes, hint)),
                 (self.edges, efilt, _hint(self._indexes, self.edges, ehint))]
 
@@ -485,12 +476,12 @@ class SkeletonSet:
         between them (u, v node ids)."""
         (ncoll, filt, hint), (ecoll, efilt, ehint) = self._queries(as_roi(roi), neuron_ids)
         spec = {"id": "int64", "neuron_id": "int64", **{f: "float64" for f in schema.kind("skeleton_nodes").position}}
-        nodes = _columns(list(self.store.find_raw(ncoll, filt, list(spec), hint=hint)), spec)
+        nodes = bsonio.columns(list(self.store.find_raw(ncoll, filt, list(spec), hint=hint)), spec)
         a, b = self.endpoints()
         espec = {a: "int64", b: "int64"}
-        edges = _columns(list(self.store.find_raw(ecoll, efilt, list(espec), hint=ehint)), espec)
-        ids = np.sort(nodes["id"])
-        keep = _isin_sorted(edges[a], ids) & _isin_sorted(edges[b], ids)
+        edges = bsonio.columns(list(self.store.find_raw(ecoll, efilt, list(espec), hint=ehint)), espec)
+        known = IdIndex(nodes["id"], sort=False)
+        keep = known.contains(edges[a]) & known.contains(edges[b])
         return pd.DataFrame(nodes), pd.DataFrame({"u": edges[a][keep], "v": edges[b][keep]})
 
     def explain(self, roi=None, neuron_ids=None) -> list[dict]:
@@ -515,22 +506,14 @@ class SkeletonSet:
         return skeleton_summary(nodes, edges)
 
 
-def _isin_sorted(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
-    if len(sorted_ids) == 0:
-        return np.zeros(len(values), bool)
-    i = np.searchsorted(sorted_ids, values).clip(0, len(sorted_ids) - 1)
-    return sorted_ids[i] == values
-
-
 def skeleton_summary(nodes: pd.DataFrame, edges: pd.DataFrame) -> pd.DataFrame:
     """Per neuron_id: node count, edge count, cable length in nm (vectorized)."""
     kind = schema.kind("skeleton_nodes")
-    order = np.argsort(nodes["id"].to_numpy(), kind="stable")
-    ids = nodes["id"].to_numpy()[order]
-    pos = nodes[list(kind.position)].to_numpy(float)[order]
-    neuron = nodes["neuron_id"].to_numpy()[order]
-    iu = np.searchsorted(ids, edges["u"].to_numpy())
-    iv = np.searchsorted(ids, edges["v"].to_numpy())
+    index = IdIndex(nodes["id"].to_numpy(), "skeleton node ids", sort=False)
+    pos = nodes[list(kind.position)].to_numpy(float)
+    neuron = nodes["neuron_id"].to_numpy()
+    iu = index.lookup(edges["u"].to_numpy())
+    iv = index.lookup(edges["v"].to_numpy())
     length = np.linalg.norm(pos[iu] - pos[iv], axis=1) if len(edges) else np.empty(0)
     df_nodes = pd.Series(neuron).value_counts().rename("nodes")
     e = pd.DataFrame({"neuron_id": neuron[iu] if len(edges) else np.empty(0, np.int64), "length": length})

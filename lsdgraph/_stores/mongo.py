@@ -13,7 +13,7 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as perr
 
-from lsdgraph._core import retry
+from lsdgraph._core import retry, schema
 from lsdgraph._core.errors import LsdgraphError, ServerLost, redact_uri
 from lsdgraph._io import bsonio
 
@@ -82,6 +82,30 @@ class Store:
                 return Inserted(e.details.get("nInserted", 0), rows, len(tries) > 1)
 
         return self.retry(once, what)
+
+    def insert_columns(self, coll, columns: dict[str, tuple[str, np.ndarray]], what: str,
+                       batch: int = 200_000) -> int:
+        """Insert one new document per row of equal-length ``{field: (bson type, array)}`` columns
+        (see :func:`bsonio.encode`), ``batch`` rows at a time; returns the rows."""
+        n = len(next(iter(columns.values()))[1]) if columns else 0
+        for i in range(0, n, batch):
+            raw = bsonio.encode({k: (kind, a[i:i + batch]) for k, (kind, a) in columns.items()})
+            docs, _, _ = bsonio.scan(raw, ["_id"])
+            self.insert_docs(coll, docs, what)
+        return n
+
+    def create_indexes(self, coll, kind_name: str, *, rename: dict[str, str] | None = None,
+                       unique_only: bool = False, what: str | None = None) -> None:
+        """The indexes ``schema.json`` lists for ``kind_name`` (fields renamed by ``rename``, e.g.
+        skeleton edges stored with ``source``/``target``), under the retry policy. Idempotent."""
+        from pymongo import IndexModel
+
+        rename = rename or {}
+        models = [IndexModel([(rename.get(f, f), d) for f, d in spec["key"]], name=spec["name"],
+                             unique=spec.get("unique", False))
+                  for spec in schema.indexes(kind_name) if spec.get("unique") or not unique_only]
+        if models:
+            self.retry(lambda: coll.create_indexes(models), what or f"{coll.full_name}: building indexes")
 
     def retry(self, fn: Callable[[], T], what: str) -> T:
         """``fn()`` under the one retry policy (:mod:`lsdgraph.retry`): a server that went away is

@@ -1,0 +1,126 @@
+"""The merge tree of a RAG for the jobs: read the RAG (from MongoDB or its dump files), build the
+tree, save it next to the outputs and reuse it when a rerun has the same inputs (a digest of the
+ingest records or the files' sizes and dates, and the ROI)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lsdgraph._algorithms import merge_tree as agglomerate
+from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.progress import Progress
+from lsdgraph._core.roi import as_roi
+from lsdgraph._io import dumps
+from lsdgraph._jobs.results import write_tree_documents
+from lsdgraph._query.rag import open_rag
+from lsdgraph._stores.mongo import Store
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _db_inputs(rag) -> dict:
+    """What identifies a database RAG's content: the ingest records (checksums) or, for databases
+    lsdgraph did not load, the counts."""
+    meta = rag.db[schema.META]
+    out = {"db": rag.db.name, "edges": rag.edges_name}
+    for coll in (rag.nodes_name, rag.edges_name):
+        rec = meta.find_one({"_id": coll}) or {}
+        out[coll] = (rec.get("checksum"), rec.get("loaded"), str(rec.get("finished")),
+                     rag.db[coll].estimated_document_count())
+    return out
+
+
+def _file_inputs(folder: Path, edges: str) -> dict:
+    out = {"folder": str(folder.resolve()), "edges": edges}
+    for name in ("nodes.bson", f"{edges}.bson"):
+        st = (folder / name).stat()
+        out[name] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def load_tree(out: Path, edges: str, key: str) -> agglomerate.MergeTree | None:
+    """The tree a previous run saved for the same inputs, if any."""
+    side = out / f"merge_tree_{edges}.json"
+    path = out / f"merge_tree_{edges}.npz"
+    if side.exists() and path.exists():
+        try:
+            if json.loads(side.read_text()).get("key") == key:
+                return agglomerate.MergeTree.load(path)
+        except (ValueError, LsdgraphError):
+            return None
+    return None
+
+
+def save_tree(tree: agglomerate.MergeTree, out: Path, edges: str, key: str, inputs: dict) -> Path:
+    path = tree.save(out / f"merge_tree_{edges}.npz")
+    (out / f"merge_tree_{edges}.json").write_text(json.dumps(
+        {"key": key, "inputs": inputs, "fragments": len(tree), "bytes": tree.nbytes,
+         "report": tree.report.__dict__}, indent=1, default=str))
+    return path
+
+
+def build_tree(*, store: Store | None = None, db: str | None = None, name: str | None = None,
+               edges: str = "edges_hist_quant_75", bson: str | None = None, roi=None, out: str | Path,
+               log=None, progress: bool | None = False) -> tuple[agglomerate.MergeTree, Path, bool, dict]:
+    """The merge tree for a RAG, reused from ``out`` when the inputs are unchanged.
+
+    Returns (tree, path, reused, timings)."""
+    log = log or (lambda *_: None)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    roi = as_roi(roi)
+    t0 = time.perf_counter()
+    if bson is not None:
+        folder = Path(bson)
+        if not folder.is_dir():
+            raise LsdgraphError(f"--bson {bson}: not a folder; point it at a RAG folder (nodes.bson + edges_*.bson)")
+        dumps.edges_file(folder, edges)
+        inputs = {**_file_inputs(folder, edges), "roi": str(roi)}
+        rag = None
+    else:
+        rag = open_rag(db, name, edges=edges, store=store)
+        inputs = {**_db_inputs(rag), "roi": str(roi)}
+    key = _digest(inputs)
+    tree = load_tree(out, edges, key)
+    if tree is not None:
+        log(f"reusing the merge tree in {out} (same inputs)")
+        return tree, out / f"merge_tree_{edges}.npz", True, {"read": 0.0, "tree": time.perf_counter() - t0}
+    if rag is None:
+        arrays = dumps.read_rag(folder, edges, roi)
+        ids, u, v, s = arrays.ids, arrays.u, arrays.v, arrays.scores
+    else:
+        ids, _ = rag.node_arrays(roi)
+        u, v, s = _read_edges(rag, roi, progress)
+    t1 = time.perf_counter()
+    log(f"read {len(ids):,} fragments and {len(u):,} edges in {t1 - t0:.1f} s")
+    tree = agglomerate.build_merge_tree(ids, u, v, s)
+    del u, v, s
+    path = save_tree(tree, out, edges, key, inputs)
+    t2 = time.perf_counter()
+    r = tree.report
+    log(f"merge tree of {len(tree):,} fragments in {t2 - t1:.2f} s ({r.n_unknown_endpoint:,} edges with an "
+        f"unknown endpoint dropped, {r.n_null_scores:,} null scores, {r.n_self_loops:,} self loops)")
+    if rag is not None:
+        write_tree_documents(rag.store, rag.db, edges, tree)
+    return tree, path, False, {"read": t1 - t0, "tree": t2 - t1}
+
+
+def _read_edges(rag, roi, progress: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All edges (or those whose u is in ``roi``) as arrays, with a progress bar on a terminal."""
+    bar = Progress(f"reading {rag.edges_name}", rag.edges.estimated_document_count(), enabled=progress,
+                   amount=lambda n: f"{n:,.0f}")
+    parts = []
+    for u, v, s in rag.iter_edge_batches(roi=roi):
+        parts.append((u, v, s))
+        bar.update(len(u), len(u))
+    bar.close()
+    if not parts:
+        return np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
