@@ -193,7 +193,7 @@ def _measure(fn, repeats: int) -> dict:
 def child(method: str, data: Path, repeats: int) -> dict:
     from lsdgraph._algorithms import merge_tree as ag
 
-    values, names = ag.parse_thresholds(SPEC)
+    values, _names = ag.parse_thresholds(SPEC)
     t32 = values.astype(np.float32)
     load = lambda name: np.load(data / f"{name}.npy")  # noqa: E731
     out: dict = {"method": method}
@@ -212,7 +212,7 @@ def child(method: str, data: Path, repeats: int) -> dict:
                 m = s32 <= t
                 g = nx.Graph()
                 g.add_nodes_from(nodes)
-                g.add_edges_from(zip(u[m].tolist(), v[m].tolist()))
+                g.add_edges_from(zip(u[m].tolist(), v[m].tolist(), strict=True))
                 sizes.append(sum(1 for _ in nx.connected_components(g)))
             return sizes
 
@@ -223,7 +223,7 @@ def child(method: str, data: Path, repeats: int) -> dict:
     fragments, u, v, scores = load("fragments"), load("u"), load("v"), load("scores")
     # warm-up on a tiny graph: loads (or compiles) every kernel outside the timings
     tiny = ag.build_merge_tree(fragments[:50], u[:200], v[:200], scores[:200])
-    for cut in tiny.iter_cuts(SPEC):
+    for _cut in tiny.iter_cuts(SPEC):
         pass
     r = ag.index_edges(fragments, u, v)
 
@@ -235,14 +235,14 @@ def child(method: str, data: Path, repeats: int) -> dict:
         tree = ag.merge_tree_from_indices(r, scores)
 
         def cuts():
-            for cut in tree.iter_cuts(SPEC):
+            for _cut in tree.iter_cuts(SPEC):
                 pass
 
         out["cuts"] = _measure(cuts, repeats)
 
         def everything():
             t = ag.merge_tree_from_indices(ag.index_edges(fragments, u, v), scores)
-            for cut in t.iter_cuts(SPEC):
+            for _cut in t.iter_cuts(SPEC):
                 pass
 
         out["total"] = _measure(everything, repeats)
@@ -396,15 +396,19 @@ def main() -> None:
         nx_per = nxr["seconds"] / nxr["n_thresholds"] / nxr["n_fragments"]
         notes.append(f"networkx is measured on the 100k sub-grid as is (not extrapolated): "
                      f"{nx_per * 1e9:.0f} ns per fragment per threshold vs lsdgraph's "
-                     f"{lsd_t / k / info['n_fragments'] * 1e9:.1f} ns on 1M ({nx_per * k * info['n_fragments'] / lsd_t:.0f}x)")
+                     f"{lsd_t / k / info['n_fragments'] * 1e9:.1f} ns on 1M "
+                     f"({nx_per * k * info['n_fragments'] / lsd_t:.0f}x)")
 
         if not args.no_large:
             d2 = Path(tmp) / "10m"
             d2.mkdir()
             t0 = time.perf_counter()
             info2 = write_data(d2, (216, 216, 216), with_subset=False)
-            print(f"# data: {info2['n_fragments']:,} fragments, {info2['n_edges']:,} edges "
-                  f"({time.perf_counter() - t0:.1f} s to generate)", file=sys.stderr)
+            print(
+                f"# data: {info2['n_fragments']:,} fragments, {info2['n_edges']:,} edges "
+                f"({time.perf_counter() - t0:.1f} s to generate)",
+                file=sys.stderr,
+            )
             big = run_child("lsdgraph", d2, args.repeats)
             bigf = run_child("floor", d2, args.repeats)
             scale2 = f"{info2['n_fragments'] / 1e6:.0f}M / {info2['n_edges'] / 1e6:.0f}M"
@@ -413,12 +417,19 @@ def main() -> None:
             goals.append(("10M fragments / 30M edges < 10 s (relabel + tree + 50 cuts)", tot < 10, _fmt_s(tot)))
             big_ratio = (big["tree"]["seconds"] + big["cuts"]["seconds"]) / bigf["core"]["seconds"]
             goals.append(("10M: within 1.3x of the floor (tree + cuts)", big_ratio <= 1.3, f"{big_ratio:.2f}x"))
-            goals.append(("10M: all 50 cuts agree with the floor's", big["check"] == bigf["check"],
-                          "yes" if big["check"] == bigf["check"] else "NO"))
+            goals.append(
+                (
+                    "10M: all 50 cuts agree with the floor's",
+                    big["check"] == bigf["check"],
+                    "yes" if big["check"] == bigf["check"] else "NO",
+                )
+            )
 
-    print(f"Agglomeration at {k} thresholds ({SPEC}): medians of {args.repeats} runs for lsdgraph's steps and "
-          "the floor, one run otherwise; peak RSS = extra resident memory during the run (VmHWM), inputs "
-          "excluded; numba compile excluded (warm-up first).")
+    print(
+        f"Agglomeration at {k} thresholds ({SPEC}): medians of {args.repeats} runs for lsdgraph's steps and "
+        "the floor, one run otherwise; peak RSS = extra resident memory during the run (VmHWM), inputs "
+        "excluded; numba compile excluded (warm-up first)."
+    )
     print()
     print("| method | fragments / edges | runs | time | per threshold | peak RSS |")
     print("|---|---|---:|---:|---:|---:|")

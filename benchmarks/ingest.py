@@ -30,7 +30,7 @@ from lsdgraph._core import schema
 from lsdgraph._io import bsonio, validate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import secantus  # noqa: E402
+from _server import secantus
 
 
 def edges_file(path: Path, n: int, rng: np.random.Generator) -> int:
@@ -145,7 +145,7 @@ def e2e_naive(folder: Path, uri: str, name: str, batch: int = 20_000) -> tuple[f
                     elif kind.name == "rag_edges":
                         for end, fields in (("u", fu), ("v", fv)):
                             if d[end] in centres:
-                                d.update(zip(fields, centres[d[end]]))
+                                d.update(zip(fields, centres[d[end]], strict=True))
                     docs.append(d)
                     if len(docs) == batch:
                         coll.insert_many(docs, ordered=False)

@@ -41,7 +41,7 @@ from lsdgraph._io import bsonio
 from lsdgraph._query import rag as query
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import secantus  # noqa: E402
+from _server import secantus
 
 from lsdgraph._synth import synth
 
@@ -119,7 +119,7 @@ def daisy_examined(uri: str, roi, node_ids) -> str:
     plan) and ``u $in`` (the plan only: running it again would take as long as daisy's read)."""
     with pymongo.MongoClient(uri) as c:
         db = c[NAME]
-        box = {f: {"$gte": b, "$lt": e} for f, b, e in zip(POSITION, roi.get_begin(), roi.get_end())}
+        box = {f: {"$gte": b, "$lt": e} for f, b, e in zip(POSITION, roi.get_begin(), roi.get_end(), strict=True)}
         nodes = db.command("explain", {"find": "nodes", "filter": box}, verbosity="executionStats")
         edges = db.command("explain", {"find": EDGES, "filter": {"u": {"$in": node_ids[:10]}}},
                            verbosity="queryPlanner")
@@ -146,12 +146,12 @@ def part_a(uri: str, runs: int, fractions, budget: float) -> None:
     for label, roi in rois:
         lg, la, dg = [], [], []
         for i in range(runs):  # interleaved, so drift on a shared machine hits both alike
-            g, *m = timed(lambda: rag.read_graph(roi))
+            g, *m = timed(lambda roi=roi: rag.read_graph(roi))
             lg.append(m)
-            (nodes, edges), *m = timed(lambda: rag.read_arrays(roi))
+            (nodes, edges), *m = timed(lambda roi=roi: rag.read_arrays(roi))
             la.append(m)
             if i == 0 or dg[-1][0] <= budget:
-                theirs, *m = timed(lambda: provider.get_graph(roi))
+                theirs, *m = timed(lambda roi=roi: provider.get_graph(roi))
                 dg.append(m)
         assert same_graph(theirs, g), f"daisy and lsdgraph disagree on ROI {label}"
         ex = rag.explain(roi)

@@ -41,8 +41,8 @@ from lsdgraph._jobs.demo import demo as demo
 from lsdgraph._jobs.evaluate import EvaluationResult as EvaluationResult
 from lsdgraph._jobs.evaluate import evaluate as evaluate
 from lsdgraph._jobs.info import describe as describe
-from lsdgraph._jobs.segment import SegmentResult as SegmentResult
 from lsdgraph._jobs.relabel import relabel as relabel
+from lsdgraph._jobs.segment import SegmentResult as SegmentResult
 from lsdgraph._jobs.segment import segment as segment
 from lsdgraph._query.rag import Rag as Rag
 from lsdgraph._query.rag import SkeletonSet as SkeletonSet

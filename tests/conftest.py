@@ -11,10 +11,11 @@ import zlib
 from dataclasses import dataclass
 
 import pytest
-from dumpdata import Dumps, Synthetic
-from servers import REPO, mongosh, s3, s3_server, secantus, server_db, tcp_proxy  # noqa: F401  (fixtures)
 
 from lsdgraph._stores import mongo as store_mod
+
+from dumpdata import Dumps, Synthetic
+from servers import REPO, mongosh, s3, s3_server, secantus, server_db, tcp_proxy  # noqa: F401  (fixtures)
 
 # environment variables that would change which MongoDB / AWS account a test talks to
 _ENV_NOISE = ("LSDGRAPH_MONGO_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",

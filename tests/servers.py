@@ -3,6 +3,7 @@ server, the mongo shell (npm), and a TCP proxy that can cut connections. A missi
 skips its tests, except with ``LSDGRAPH_REQUIRE_SERVERS=1`` (CI), where it fails them."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -239,7 +240,7 @@ class TcpProxy:
         while not self._closed:
             try:
                 client, _ = self.sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             if self.refusing:
                 client.close()
@@ -286,10 +287,8 @@ class TcpProxy:
         with self._lock:
             self._pairs.discard(pair)
         for s in pair:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def cut_after(self, nbytes: int, refuse: bool = False):

@@ -25,7 +25,7 @@ def reference(fragments, u, v, scores, t) -> np.ndarray:
     t32 = np.float32(t)
     g = nx.Graph()
     g.add_nodes_from(ids)
-    for a, b, s in zip(u, v, scores):
+    for a, b, s in zip(u, v, scores, strict=True):
         s32 = np.float32(s)
         if int(a) in known and int(b) in known and s32 <= t32:  # NaN compares False
             g.add_edge(int(a), int(b))
@@ -375,7 +375,7 @@ def test_cuts_on_a_grid_match_networkx_and_summary_agrees():
     ids = tree.fragments
     table = ag.summary(tree, "0:1:0.1")
     assert table["n_segments"].is_monotonic_decreasing
-    for cut, row in zip(tree.iter_cuts("0:1:0.1"), table.itertuples()):
+    for cut, row in zip(tree.iter_cuts("0:1:0.1"), table.itertuples(), strict=True):
         assert cut.name == row.name
         labels, counts = np.unique(cut.segments, return_counts=True)
         assert row.n_segments == labels.size and row.largest_segment == counts.max()

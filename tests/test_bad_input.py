@@ -9,14 +9,15 @@ import struct
 import bson
 import numpy as np
 import pytest
-from conftest import run_cli, subprocess_env
-from servers import free_port
 
 from lsdgraph import _ingest as ingest_mod
 from lsdgraph import cli
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._stores import mongo as store_mod
+
+from conftest import run_cli, subprocess_env
+from servers import free_port
 
 N = 500        # documents in each file
 BATCH = 100    # so that most errors come after several committed batches

@@ -194,7 +194,7 @@ def test_every_scanner_error(bad, code, text):
     assert text in err.describe()
     # through the stream reader the error comes at the same absolute offset, in small chunks too
     for chunk in (5, 16, 1 << 20):
-        offsets, raws, e, at = _read_all(prefix + bad, chunk_bytes=chunk)
+        offsets, _raws, e, at = _read_all(prefix + bad, chunk_bytes=chunk)
         assert offsets == [0, 12, 24] and e is not None and e.code == code and at == len(prefix)
 
 
@@ -303,14 +303,14 @@ class _nothing:
 
 def test_nesting_up_to_the_limit_is_fine():
     data = _nested(bsonio.MAX_DEPTH)
-    docs, stop, err = bsonio.scan(data, ["a"])
+    docs, _stop, err = bsonio.scan(data, ["a"])
     assert err is None and len(docs) == 1 and docs.type_of("a")[0] == 3
 
 
 def test_repeats_are_per_document_and_array_keys_are_positional():
     docs_in = [{"m": {"a": 1, "b": [{"a": 1}, {"a": 2}]}, "w": 1, "u": 1} for _ in range(3)]
     data = _docs_bytes(docs_in) + _doc(_sub(b"arr", _int32("0", 1), _int32("0", 2), t=4))
-    docs, stop, err = bsonio.scan(data, ["u"])
+    docs, _stop, err = bsonio.scan(data, ["u"])
     assert err is None and len(docs) == 4  # the same names in sibling and later documents are no repeat
 
 
@@ -396,7 +396,7 @@ def test_the_scanner_is_at_least_as_strict_as_pymongo(docs_in, data):
     raw = bytearray(_docs_bytes(docs_in))
     for _ in range(data.draw(st.integers(1, 3))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
-    docs, stop, err = bsonio.scan(bytes(raw), [""])
+    docs, _stop, err = bsonio.scan(bytes(raw), [""])
     if err is None:  # what the scanner passes, pymongo (and so the server) must read
         assert len(bson.decode_all(bytes(raw), _LENIENT)) == len(docs)
 
@@ -431,7 +431,7 @@ def test_iter_docs_any_chunking_gives_the_same_documents(docs_in, chunk, max_doc
 def test_iter_docs_document_bigger_than_a_chunk():
     big = {"u": 1, "pad": "x" * 100_000}
     data = _docs_bytes([{"u": 0}, big, {"u": 2}])
-    offsets, raws, err, _ = _read_all(data, chunk_bytes=64)
+    _offsets, raws, err, _ = _read_all(data, chunk_bytes=64)
     assert err is None and len(raws) == 3 and bson.decode(raws[1]) == big
 
 

@@ -12,8 +12,6 @@ import bson
 import numpy as np
 import pymongo
 import pytest
-from conftest import run_cli
-from servers import unavailable
 from test_query import brute
 from test_query_server import Commands, assert_same_edges, edge_dict
 
@@ -22,6 +20,9 @@ from lsdgraph._ingest import ingest
 from lsdgraph._query import rag as query
 from lsdgraph._stores import mongo as store_mod
 from lsdgraph._synth import synth
+
+from conftest import run_cli
+from servers import unavailable
 
 try:
     import daisy
@@ -88,7 +89,7 @@ def assert_same_graph(theirs, ours):
 
 
 def test_a_database_lsdgraph_loaded_reads_the_same_through_daisy(secantus, data):
-    folder, nodes, edges, box = data
+    folder, _nodes, _edges, box = data
     name = f"dl_{uuid.uuid4().hex[:8]}"
     try:
         ingest(str(folder), db=secantus.uri, name=name, quiet=True)
@@ -119,7 +120,7 @@ def daisy_writes(uri: str, name: str, nodes, edges, box: Roi) -> None:
 def daisy_db(secantus, data, monkeypatch):
     # daisy 0.2.1 reads ``Graph.node``, an alias networkx 2.4 removed: give it back for the write
     monkeypatch.setattr(MongoDbSharedSubGraph, "node", property(lambda self: self.nodes), raising=False)
-    folder, nodes, edges, box = data
+    _folder, nodes, edges, box = data
     name = f"dw_{uuid.uuid4().hex[:8]}"
     daisy_writes(secantus.uri, name, nodes, edges, box)
     yield name
@@ -128,10 +129,10 @@ def daisy_db(secantus, data, monkeypatch):
 
 
 def test_a_database_daisy_wrote_reads_right_before_and_after_lsdgraph_index(secantus, data, daisy_db):
-    folder, nodes, edges, box = data
+    _folder, nodes, edges, box = data
     pos = {n["id"]: tuple(n[f] for f in POSITION) for n in nodes}
     written = [e for e in edges if e["u"] in pos]  # daisy writes an edge with the block of its u
-    cases = [(roi, t, policy) for roi, t in zip(rois_in(box, 3, seed=2), (None, 0.5, 0.3))
+    cases = [(roi, t, policy) for roi, t in zip(rois_in(box, 3, seed=2), (None, 0.5, 0.3), strict=True)
              for policy in ("u", "both", "either")]
     slow = cases[0::4]  # the fallback's $in is slow on SecantusDB: the whole box, then parts of it
 
@@ -173,4 +174,5 @@ def test_a_database_daisy_wrote_reads_right_before_and_after_lsdgraph_index(seca
         assert_same_graph(theirs.get_graph(roi), rag.read_graph(roi))
     # the same graph daisy wrote comes back whole
     u, v, s = rag.edge_arrays()
-    assert_same_edges(dict(zip(zip(u.tolist(), v.tolist()), s.tolist())), brute((pos, written), None, None, "u")[1])
+    got = dict(zip(zip(u.tolist(), v.tolist(), strict=True), s.tolist(), strict=True))
+    assert_same_edges(got, brute((pos, written), None, None, "u")[1])

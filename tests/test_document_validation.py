@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import bson
 import pytest
 from bson.int64 import Int64
-from conftest import run_cli
 
 from lsdgraph import _ingest as ingest_mod
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._io import bsonio, validate
 from lsdgraph._stores import mongo as store_mod
+
+from conftest import run_cli
 
 N, K, BATCH = 30, 17, 10  # the bad document is #17 of 30, in the second batch of 10
 

@@ -11,7 +11,6 @@ import bson
 import numpy as np
 import pytest
 import zarr
-from dumpdata import reference_segments
 
 from lsdgraph import cli
 from lsdgraph._algorithms import metrics
@@ -24,6 +23,8 @@ from lsdgraph._jobs.demo import demo
 from lsdgraph._jobs.evaluate import evaluate, map_skeleton_fragments
 from lsdgraph._query.rag import SkeletonSet
 from lsdgraph._stores import mongo as store
+
+from dumpdata import reference_segments
 
 EDGES = "edges_hist_quant_75"
 
@@ -65,12 +66,12 @@ def test_mapping_is_right_stored_and_reused(data, loaded):
     skel = SkeletonSet.open(loaded, db)
     m = map_skeleton_fragments(loaded, db, skel, str(data.fragments_path))
     nodes, _ = skeleton_docs(data)
-    want = dict(zip([n["id"] for n in nodes], expected_fragments(data, nodes).tolist()))
-    assert dict(zip(m.node_ids.tolist(), m.fragments.tolist())) == want
+    want = dict(zip([n["id"] for n in nodes], expected_fragments(data, nodes).tolist(), strict=True))
+    assert dict(zip(m.node_ids.tolist(), m.fragments.tolist(), strict=True)) == want
     assert m.outside == 0 and m.masked == 0 and not m.reused
     # every node lies in a fragment of its own neuron (the synthetic ground truth)
     truth = np.load(data.truth_path)
-    neuron_of = dict(zip(truth["fragment_ids"].tolist(), truth["neuron_ids"].tolist()))
+    neuron_of = dict(zip(truth["fragment_ids"].tolist(), truth["neuron_ids"].tolist(), strict=True))
     assert len({neuron_of[want[n["id"]]] for n in nodes if n["neuron_id"] == nodes[0]["neuron_id"]}) == 1
     again = map_skeleton_fragments(loaded, db, skel, str(data.fragments_path))
     assert again.reused and np.array_equal(np.sort(again.fragments), np.sort(m.fragments))
@@ -94,7 +95,9 @@ def test_nodes_outside_the_volume_and_in_the_mask_are_left_out(data, tmp_path):
     s = store.connect("mongomock://test_evaluate_mask")
     ingest(str(folder), store=s, name="m", quiet=True)
     src = zarr.open_array(str(data.fragments_path), mode="r")
-    mask = create_volume(tmp_path / "mask", src.shape, src.chunks, np.uint8, src.attrs["offset"], src.attrs["resolution"])
+    mask = create_volume(
+        tmp_path / "mask", src.shape, src.chunks, np.uint8, src.attrs["offset"], src.attrs["resolution"]
+    )
     full = np.ones(src.shape, np.uint8)
     full[: src.shape[0] // 2] = 0  # mask out the lower half in z
     for idx, sl in mask.blocks():
@@ -104,20 +107,30 @@ def test_nodes_outside_the_volume_and_in_the_mask_are_left_out(data, tmp_path):
     vox_z = np.floor((pos[:, 0] - src.attrs["offset"][0]) / src.attrs["resolution"][0]).astype(int)
     in_masked_half = (~outside) & (vox_z < src.shape[0] // 2)
     assert m.outside == outside.sum() and m.masked == in_masked_half.sum() > 0
-    got = dict(zip(m.node_ids.tolist(), m.fragments.tolist()))
+    got = dict(zip(m.node_ids.tolist(), m.fragments.tolist(), strict=True))
     ids = np.array([n["id"] for n in nodes])
     assert all(got[i] == 0 for i in ids[outside | in_masked_half])
     assert all(got[i] != 0 for i in ids[~(outside | in_masked_half)])
 
 
 def test_evaluate_equals_a_networkx_reference_and_finds_an_inner_best(data, loaded, tmp_path):
-    r = evaluate(store=loaded, name="ev", fragments=str(data.fragments_path), edges=EDGES,
-                 thresholds="0:1:0.05", out=tmp_path, quiet=True)
+    r = evaluate(
+        store=loaded,
+        name="ev",
+        fragments=str(data.fragments_path),
+        edges=EDGES,
+        thresholds="0:1:0.05",
+        out=tmp_path,
+        quiet=True,
+    )
     assert len(r.table) == 20 and list(r.table["name"][:3]) == ["0", "0.05", "0.1"]
     nodes, edges = skeleton_docs(data)
-    sk = metrics.Skeletons(np.array([n["id"] for n in nodes]), np.array([n["neuron_id"] for n in nodes]),
-                           np.array([[n["z"], n["y"], n["x"]] for n in nodes]),
-                           np.array([[e["u"], e["v"]] for e in edges]))
+    sk = metrics.Skeletons(
+        np.array([n["id"] for n in nodes]),
+        np.array([n["neuron_id"] for n in nodes]),
+        np.array([[n["z"], n["y"], n["x"]] for n in nodes]),
+        np.array([[e["u"], e["v"]] for e in edges]),
+    )
     frag = expected_fragments(data, nodes)
     for t in (0.0, 0.35, 0.5, 0.95):
         seg = reference_segments(data.rag_dir, EDGES, t)
@@ -134,20 +147,41 @@ def test_evaluate_equals_a_networkx_reference_and_finds_an_inner_best(data, load
         assert r.paths[k].exists() and r.paths[k].stat().st_size > 0
     assert r.paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"best ERL:  t = {best['name']}" in r.paths["txt"].read_text()
-    again = evaluate(store=loaded, name="ev", fragments=str(data.fragments_path), edges=EDGES,
-                     thresholds="0:1:0.05", out=tmp_path, quiet=True)
+    again = evaluate(
+        store=loaded,
+        name="ev",
+        fragments=str(data.fragments_path),
+        edges=EDGES,
+        thresholds="0:1:0.05",
+        out=tmp_path,
+        quiet=True,
+    )
     assert again.mapping.reused and again.table.equals(r.table)
 
 
 def test_cli_evaluate_and_bad_input(data, loaded, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(store, "_mock_clients", {**store._mock_clients, "mongomock://": loaded.client})
-    args = ["evaluate", "--db", "mongomock://", "--name", "ev", "--fragments", str(data.fragments_path),
-            "--thresholds", "0.2,0.4,0.6", "--out", str(tmp_path)]
+    args = [
+        "evaluate",
+        "--db",
+        "mongomock://",
+        "--name",
+        "ev",
+        "--fragments",
+        str(data.fragments_path),
+        "--thresholds",
+        "0.2,0.4,0.6",
+        "--out",
+        str(tmp_path),
+    ]
     assert cli.main(args) == 0
     assert "best ERL" in capsys.readouterr().out
     assert (tmp_path / f"evaluation_{EDGES}.png").exists()
-    for flag, value, says in [("--fragments", str(tmp_path / "nowhere.zarr"), "no such zarr array"),
-                              ("--skeletons", "nope", "no skeletons nope"), ("--edges", "edges_x", "edges_x")]:
+    for flag, value, says in [
+        ("--fragments", str(tmp_path / "nowhere.zarr"), "no such zarr array"),
+        ("--skeletons", "nope", "no skeletons nope"),
+        ("--edges", "edges_x", "edges_x"),
+    ]:
         assert cli.main(args + [flag, value]) == 1  # the last occurrence of a flag wins
         err = capsys.readouterr().err.strip()
         assert err.startswith("lsdgraph evaluate: error:") and says in err and len(err.splitlines()) == 1
@@ -219,7 +253,7 @@ def relabel_chunk_under(path, nodes, i: int = 0, shift: int = 7_000_000) -> set[
     block = vol.chunk(idx)
     write_chunk(vol, idx, np.where(block != 0, block + shift, 0))
     in_chunk = inside & np.all(vox // np.asarray(vol.chunks) == idx, axis=1)
-    return {n["id"] for n, hit in zip(nodes, in_chunk) if hit}
+    return {n["id"] for n, hit in zip(nodes, in_chunk, strict=True) if hit}
 
 
 def test_an_unchanged_volume_reuses_the_mapping(skeletons_only, own_volume, sampled):
@@ -228,8 +262,9 @@ def test_an_unchanged_volume_reuses_the_mapping(skeletons_only, own_volume, samp
     again = map_skeleton_fragments(s, db, skel, str(own_volume))
     assert not first.reused and again.reused and again.note is None
     assert sampled == [str(own_volume)]  # sampled once, for the first call only
-    assert dict(zip(again.node_ids.tolist(), again.fragments.tolist())) == \
-        dict(zip(first.node_ids.tolist(), first.fragments.tolist()))
+    assert dict(zip(again.node_ids.tolist(), again.fragments.tolist(), strict=True)) == dict(
+        zip(first.node_ids.tolist(), first.fragments.tolist(), strict=True)
+    )
 
 
 def test_a_rewritten_chunk_at_the_same_path_is_sampled_again(data, skeletons_only, own_volume, sampled):
@@ -240,9 +275,9 @@ def test_a_rewritten_chunk_at_the_same_path_is_sampled_again(data, skeletons_onl
     m = map_skeleton_fragments(s, db, skel, str(own_volume))
     assert not m.reused and len(sampled) == 2
     assert m.note == "the fragments volume changed since the mapping was stored: recomputed"
-    got = dict(zip(m.node_ids.tolist(), m.fragments.tolist()))
-    assert got == dict(zip([n["id"] for n in nodes], expected_fragments(data, nodes, own_volume).tolist()))
-    before = dict(zip(first.node_ids.tolist(), first.fragments.tolist()))
+    got = dict(zip(m.node_ids.tolist(), m.fragments.tolist(), strict=True))
+    assert got == dict(zip([n["id"] for n in nodes], expected_fragments(data, nodes, own_volume).tolist(), strict=True))
+    before = dict(zip(first.node_ids.tolist(), first.fragments.tolist(), strict=True))
     assert any(before[i] for i in changed)
     assert all(got[i] == before[i] + 7_000_000 for i in changed if before[i])
     assert all(got[i] == before[i] for i in before if i not in changed)
@@ -257,8 +292,9 @@ def test_touching_the_chunks_gives_the_same_mapping(skeletons_only, own_volume):
         st = p.stat()
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     m = map_skeleton_fragments(s, db, skel, str(own_volume))  # may recompute: a touch looks like a write
-    assert dict(zip(m.node_ids.tolist(), m.fragments.tolist())) == \
-        dict(zip(first.node_ids.tolist(), first.fragments.tolist()))
+    assert dict(zip(m.node_ids.tolist(), m.fragments.tolist(), strict=True)) == dict(
+        zip(first.node_ids.tolist(), first.fragments.tolist(), strict=True)
+    )
 
 
 def test_a_changed_mask_is_noticed(skeletons_only, own_volume, tmp_path, sampled):
@@ -280,8 +316,15 @@ def test_evaluate_says_when_it_recomputed_the_mapping(data, mock_uri, own_volume
     ingest(str(data.skeleton_dir), store=s, name="ev", quiet=True)
 
     def run():
-        return evaluate(store=s, name="ev", fragments=str(own_volume), edges=EDGES, thresholds="0.3,0.6",
-                        out=tmp_path / "out", quiet=True)
+        return evaluate(
+            store=s,
+            name="ev",
+            fragments=str(own_volume),
+            edges=EDGES,
+            thresholds="0.3,0.6",
+            out=tmp_path / "out",
+            quiet=True,
+        )
 
     assert run().mapping.note is None
     relabel_chunk_under(own_volume, skeleton_docs(data)[0])

@@ -13,9 +13,6 @@ import bson
 import numpy as np
 import pytest
 from bson.objectid import ObjectId
-from conftest import subprocess_env
-from faults import Killed, kill_after
-from servers import REPO
 
 from lsdgraph import _ingest as ingest_mod
 from lsdgraph import cli
@@ -26,6 +23,10 @@ from lsdgraph._ingest import keys as ingest_keys
 from lsdgraph._ingest import load as ingest_load
 from lsdgraph._io.sources import SourceFile
 from lsdgraph._stores import mongo as store_mod
+
+from conftest import subprocess_env
+from faults import Killed, kill_after
+from servers import REPO
 
 DB = "lsd"
 POS_FIELDS = schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"]
@@ -66,10 +67,10 @@ def expected_specs(kind_name: str, rename: dict | None = None) -> dict:
 
 def test_folder_load_counts_content_and_positions(dumps, mock_uri):
     rag = dumps.rag(n_nodes=800, merge_functions=("hist_quant_75", "mean"))
-    skel_nodes, skel_edges, n_skel_edges = dumps.skeletons(folder="skel")
+    _skel_nodes, _skel_edges, n_skel_edges = dumps.skeletons(folder="skel")
     reports = load(dumps.root, mock_uri, batch_docs=300)
     by_coll = {r.collection: r for r in reports}
-    assert [r.collection for r in reports][0] == "nodes"  # nodes first: edges copy their positions
+    assert next(r.collection for r in reports) == "nodes"  # nodes first: edges copy their positions
     assert set(by_coll) == {"nodes", "edges_hist_quant_75", "edges_mean", "zebrafinch.nodes", "zebrafinch.edges"}
     assert all(r.status == "complete" and r.duplicates == 0 for r in reports)
     db = database(mock_uri)
@@ -288,7 +289,7 @@ def test_plan_order_and_default_names(tmp_path):
 
 
 def test_skeleton_edges_with_source_and_target(dumps, mock_uri):
-    _, edges, n = dumps.skeletons(folder="skel", n_nodes=100, endpoint_names=("source", "target"))
+    _, _edges, n = dumps.skeletons(folder="skel", n_nodes=100, endpoint_names=("source", "target"))
     reports = load(dumps.root, mock_uri)
     rep = next(r for r in reports if r.collection == "zebrafinch.edges")
     assert rep.status == "complete" and rep.loaded == n
@@ -315,7 +316,7 @@ def test_a_different_file_for_a_complete_collection_needs_drop(dumps, mock_uri):
     load(rag.nodes_file, mock_uri)
     smaller = dumps.nodes_bytes(rag.ids[:10], rag.positions[:10])
     rag.nodes_file.write_bytes(smaller)
-    with pytest.raises(LsdgraphError, match="already holds a complete load .* differs from this file; pass --drop"):
+    with pytest.raises(LsdgraphError, match=r"already holds a complete load .* differs from this file; pass --drop"):
         load(rag.nodes_file, mock_uri)
     assert database(mock_uri).nodes.count_documents({}) == 60
     (report,) = load(rag.nodes_file, mock_uri, drop=True)

@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, subprocess_env
-from servers import REPO, free_port, unavailable, wait_for_ping
 
 from lsdgraph import _ingest as ingest_mod
 from lsdgraph._core import schema
 from lsdgraph._stores import mongo as store_mod
+
+from conftest import run_cli, subprocess_env
+from servers import REPO, free_port, unavailable, wait_for_ping
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -32,7 +33,7 @@ class Daemon:
         self.storage, self.port, self.proc = storage, free_port(), None
         self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         log = open(self.storage.parent / f"secantusd-{self.port}.log", "ab")
         self.proc = subprocess.Popen([self.exe, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path",
                                       str(self.storage), "--log-level", "WARNING"], stdout=log,
@@ -124,7 +125,7 @@ def test_two_sources_into_one_name_at_once_never_mix(dumps, server_db):
         assert "differs from this file; pass --drop" in err_b and "(and 1 more failed files)" in err_b
         assert "not loaded: its nodes (nodes) failed above" in out_b
         db = c[name]
-        pos = {int(i): tuple(p) for i, p in zip(a.ids, a.positions)}
+        pos = {int(i): tuple(p) for i, p in zip(a.ids, a.positions, strict=True)}
         assert db.nodes.count_documents({}) == len(a.ids)
         assert db.edges_hist_quant_75.count_documents({}) == len(a.u)
         for e in db.edges_hist_quant_75.find():
@@ -141,7 +142,7 @@ def test_server_killed_mid_load_fails_cleanly_and_after_a_restart_the_rerun_is_e
         wait_for(lambda: (c[name][schema.META].find_one({"_id": "edges_hist_quant_75"}) or {}).get("documents", 0)
                  > 1000, 120, "progress on the edges")
     daemon.kill()
-    out, err = p.communicate(timeout=120)
+    _out, err = p.communicate(timeout=120)
     assert p.returncode == 1, err
     assert len(err.splitlines()) == 1 and "lost MongoDB at" in err and "rerun the same command to resume" in err
     daemon.start()

@@ -12,8 +12,6 @@ import zlib
 import bson
 import numpy as np
 import pytest
-from conftest import run_cli
-from faults import Killed, kill_after
 from pymongo import errors as perr
 
 from lsdgraph import _ingest as ingest_mod
@@ -23,6 +21,9 @@ from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._ingest import lease as lease_mod
 from lsdgraph._jobs import info as info_mod
 from lsdgraph._stores import mongo as store_mod
+
+from conftest import run_cli
+from faults import Killed, kill_after
 
 DB = "lsd"
 
@@ -355,7 +356,8 @@ def test_info_shows_live_dead_and_failed_loads(dumps, mock_uri):
     state = {c["name"]: (c["status"], c["detail"]) for c in info["collections"]}
     assert state["nodes"] == ("complete", None)
     assert state["edges_hist_quant_75"][0] == "loading"
-    assert "live: pid 4242 on elsewhere" in state["edges_hist_quant_75"][1] and "400 of 1,000 bytes" in state["edges_hist_quant_75"][1]
+    live = state["edges_hist_quant_75"][1]
+    assert "live: pid 4242 on elsewhere" in live and "400 of 1,000 bytes" in live
     assert state["edges_mean"][0] == "dead" and "rerun the same ingest to resume" in state["edges_mean"][1]
     assert state["edges_max"] == ("failed", "x.bson: document #3 at byte 9: bad")
     text = "\n".join(info_mod.render(info))
@@ -384,8 +386,13 @@ def test_edges_whose_nodes_were_replaced_get_their_positions_renewed(dumps, mock
         d["center_y"] += 5.0
     a.nodes_file.write_bytes(b"".join(bson.encode(d) for d in docs))
     lines = []
-    ingest_mod.ingest(str(a.nodes_file), db=mock_uri, name=DB, drop=True, out=type("O", (), {
-        "write": lambda self, s: lines.append(s), "flush": lambda self: None})())
+    ingest_mod.ingest(
+        str(a.nodes_file),
+        db=mock_uri,
+        name=DB,
+        drop=True,
+        out=type("O", (), {"write": lambda self, s: lines.append(s), "flush": lambda self: None})(),
+    )
     assert any("positions renewed" in line and "edges_hist_quant_75" in line for line in lines)
     by_id = {d["id"]: d for d in docs}
     for e in database(mock_uri).edges_hist_quant_75.find():

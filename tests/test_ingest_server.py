@@ -11,15 +11,16 @@ import time
 
 import pytest
 from bson.raw_bson import RawBSONDocument
-from conftest import run_cli, subprocess_env
 from pymongo.collection import Collection
-from servers import REPO
 
 from lsdgraph import _ingest as ingest_mod
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.retry import RetryPolicy
 from lsdgraph._stores import mongo as store_mod
+
+from conftest import run_cli, subprocess_env
+from servers import REPO
 
 pytestmark = pytest.mark.server
 
@@ -63,11 +64,13 @@ def test_load_on_a_real_server_raw_indexes_meta_and_rerun(dumps, server_db, monk
     assert sent_types == {RawBSONDocument}  # bytes straight from the file, never decoded to dicts
     staging_edges = schema.STAGING_PREFIX + "edges_hist_quant_75"
     inserts = [e for e in events if e[0] == "insert" and e[1] == staging_edges]
-    assert len(inserts) == -(-len(rag.u) // 1000) and all(n <= 1000 and ordered is False for _, _, n, ordered in inserts)
+    assert len(inserts) == -(-len(rag.u) // 1000) and all(
+        n <= 1000 and ordered is False for _, _, n, ordered in inserts
+    )
     # every collection's indexes come after its last insert (bulk load first, then the build): the
     # unique ones on the staging collection, the rest once it has its real name
     for coll in {e[1] for e in events if e[0] == "insert"}:
-        final = coll[len(schema.STAGING_PREFIX):]
+        final = coll[len(schema.STAGING_PREFIX) :]
         last_insert = max(i for i, e in enumerate(events) if e[:2] == ("insert", coll))
         builds = [i for i, e in enumerate(events) if e[0] == "indexes" and e[1] in (coll, final)]
         assert builds and min(builds) > last_insert, coll
@@ -117,9 +120,13 @@ def test_sigkill_mid_load_then_rerun_gives_exact_counts(dumps, server_db):
     with server.client() as c:
         meta = c[name][schema.META]
         for coll in ("nodes", edges):  # kill once inside each file
-            proc = subprocess.Popen([sys.executable, "-m", "lsdgraph.cli", *args, "--quiet"],
-                                    env=subprocess_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lsdgraph.cli", *args, "--quiet"],
+                env=subprocess_env(),
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             committed = _wait_for_progress(meta, coll, proc, 0)
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
@@ -207,8 +214,8 @@ def test_duplicate_keys_on_a_real_server(dumps, server_db):
     server, name = server_db
     ids = dumps.fragment_ids(400)
     docs = bson.decode_all(dumps.nodes_bytes(ids, dumps.rng.uniform(0, 1000, (400, 3))))
-    twin = dict(docs[7], _id=bson.ObjectId())                      # identical but for _id: keep one
-    clash = dict(docs[9], _id=bson.ObjectId(), center_x=-1.0)      # same id, other content: error
+    twin = dict(docs[7], _id=bson.ObjectId())  # identical but for _id: keep one
+    clash = dict(docs[9], _id=bson.ObjectId(), center_x=-1.0)  # same id, other content: error
     path = dumps.write("nodes.bson", b"".join(bson.encode(d) for d in docs + [twin, clash]))
     with pytest.raises(LsdgraphError, match=r"documents #9 \(byte \d+\) and #401 \(byte \d+\) share id = "):
         ingest_mod.ingest(str(path), db=server.uri, name=name, quiet=True, batch_docs=100)
@@ -247,8 +254,9 @@ def test_mongosh_reads_what_ingest_wrote(dumps, server_db, mongosh, tmp_path):
           inBox: d.nodes.find({{center_z: {{$gte: 0, $lt: 10000}}}}).hint("position").count(),
         }}));
     """)
-    p = subprocess.run([mongosh, server.uri, "--quiet", "--norc", "--file", str(script)], capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run(
+        [mongosh, server.uri, "--quiet", "--norc", "--file", str(script)], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     got = json.loads(p.stdout.strip().splitlines()[-1])
     assert got["nodes"] == len(rag.ids) and got["edges"] == len(rag.u)

@@ -376,7 +376,7 @@ def test_evaluate_thresholds_matches_single_calls_and_picks_best():
     df = evaluate_thresholds(skel, seg_for, [0.1, 0.5, 0.9], names=["lo", "mid", "hi"])
     assert calls == [0.1, 0.5, 0.9]
     assert list(df["name"]) == ["lo", "mid", "hi"]
-    for t, row in zip(by_t, df.itertuples()):
+    for t, row in zip(by_t, df.itertuples(), strict=True):
         r = expected_run_length(skel, by_t[t])
         vs, vm = variation_of_information(skel.neuron_ids, by_t[t])
         ns, nm = split_merge_counts(skel.neuron_ids, by_t[t])
@@ -451,7 +451,7 @@ def reference_erl(graph: nx.Graph, lut: dict, rule: str):
 
 def reference_voi_counts(neurons, seg):
     pairs, n_of, s_of = defaultdict(int), defaultdict(int), defaultdict(int)
-    for n, s in zip(neurons.tolist(), seg.tolist()):
+    for n, s in zip(neurons.tolist(), seg.tolist(), strict=True):
         if s != 0:
             pairs[(n, s)] += 1
             n_of[n] += 1
@@ -476,7 +476,7 @@ def skeletons_and_segments(draw):
     n_skel = draw(st.integers(1, 4))
     graph = nx.Graph()
     next_id = draw(st.integers(0, 1000))
-    for k in range(n_skel):
+    for _k in range(n_skel):
         neuron = draw(st.integers(-3, 6))  # neuron ids may repeat: then they are one skeleton
         ids = list(range(next_id, next_id + draw(st.integers(1, 7))))
         next_id = ids[-1] + draw(st.integers(1, 50))

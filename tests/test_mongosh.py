@@ -18,7 +18,6 @@ import pytest
 from bson import json_util
 from bson.int64 import Int64
 from bson.objectid import ObjectId
-from servers import REPO
 
 from lsdgraph._core import schema
 from lsdgraph._core.roi import Roi
@@ -27,6 +26,8 @@ from lsdgraph._jobs import info, results, segment
 from lsdgraph._query import rag as query
 from lsdgraph._stores import mongo as store_mod
 from lsdgraph._synth import synth
+
+from servers import REPO
 
 pytestmark = [pytest.mark.server, pytest.mark.mongosh]
 
@@ -131,7 +132,7 @@ def test_roi_js_equals_read_arrays(loaded):
     runs = loaded.shell.many(loaded.name, calls)
     assert all(p.returncode == 0 for p in runs), [p.stderr for p in runs]
     outs = [json_util.loads(p.stdout) for p in runs]
-    for (_, roi_api, t, policy), out in zip(cases, outs):
+    for (_, roi_api, t, policy), out in zip(cases, outs[:-1], strict=True):  # the last: the default policy
         nodes, edges = rag.read_arrays(roi_api, t, edges=policy)
         assert out["policy"] == policy and out["edges_collection"] == EDGES
         assert len(nodes) and len(edges)
@@ -163,7 +164,7 @@ def test_skeleton_js_equals_the_api(loaded):
         assert len(e) > 0
         assert {int(x["id"]): (x["neuron_id"], x["z"], x["y"], x["x"]) for x in out["nodes"]} == {
             i: tuple(rest) for i, *rest in n[["id", "neuron_id", "z", "y", "x"]].itertuples(index=False)}
-        assert {(int(x["u"]), int(x["v"])) for x in out["edges"]} == set(zip(e.u.tolist(), e.v.tolist()))
+        assert {(int(x["u"]), int(x["v"])) for x in out["edges"]} == set(zip(e.u.tolist(), e.v.tolist(), strict=True))
 
 
 def test_summary_js_matches_lsdgraph_info(loaded):
@@ -172,7 +173,7 @@ def test_summary_js_matches_lsdgraph_info(loaded):
     mine = {c["name"]: (c["kind"], c["count"], sorted(c["indexes"]), c["status"]) for c in described["collections"]}
     theirs = {c["name"]: (c["kind"], c["count"], c["indexes"], c["status"]) for c in out["collections"]}
     assert theirs == mine and {"nodes", EDGES, "fib25.nodes", schema.LUT_PREFIX + EDGES} <= set(theirs)
-    ids, pos = loaded.rag.node_arrays()
+    _ids, pos = loaded.rag.node_arrays()
     assert out["bbox"]["begin"] == described["bbox"]["begin"] == pos.min(0).tolist()
     assert out["bbox"]["end"] == pos.max(0).tolist()  # the largest centre; lsdgraph's box ends just past it
     assert {s["edges_collection"]: (s["min"], s["max"]) for s in out["scores"]} == {
@@ -184,8 +185,8 @@ def test_segment_of_js_equals_the_luts(loaded):
     tree = loaded.tree
     for t in THRESHOLDS:
         seg = tree.cut(t)
-        sizes = dict(zip(*np.unique(seg, return_counts=True)))
-        merged = [int(f) for f, s in zip(tree.fragments, seg) if f != s][:2]  # not their segment's root
+        sizes = dict(zip(*np.unique(seg, return_counts=True), strict=True))
+        merged = [int(f) for f, s in zip(tree.fragments, seg, strict=True) if f != s][:2]  # not their segment's root
         root = next(int(s) for s in sizes if sizes[s] > 2)                    # root of a larger segment
         assert int(seg[tree.fragments == BIG][0]) != BIG                      # merged at 0.125
         frags = [BIG] + merged + [root]
@@ -194,7 +195,7 @@ def test_segment_of_js_equals_the_luts(loaded):
                         members=True, edges=EDGES)
         assert out["threshold"] == t and out["lut"] == schema.LUT_PREFIX + EDGES
         assert [int(r["fragment"]) for r in out["segments"]] == frags
-        for row, f in zip(out["segments"], frags):
+        for row, f in zip(out["segments"], frags, strict=True):
             s = results.segment_of(loaded.store, loaded.rag.db, EDGES, f, t)
             assert int(row["segment"]) == s == int(seg[tree.fragments == f][0])
             assert sorted(map(int, row["members"])) == sorted(tree.fragments[seg == s].tolist())

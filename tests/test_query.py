@@ -76,7 +76,11 @@ def truth(rag_dir):
 
 def brute(truth, roi, t, policy):
     pos, edges = truth
-    inside = {i for i, p in pos.items() if roi is None or all(b <= c < e for c, b, e in zip(p, roi.begin, roi.end))}
+    inside = {
+        i
+        for i, p in pos.items()
+        if roi is None or all(b <= c < e for c, b, e in zip(p, roi.begin, roi.end, strict=True))
+    }
 
     def passes(e):
         return t is None or (e["merge_score"] is not None and e["merge_score"] <= t)
@@ -84,8 +88,11 @@ def brute(truth, roi, t, policy):
     def has(x):
         return x in inside
 
-    rule = {"u": lambda e: has(e["u"]), "both": lambda e: has(e["u"]) and has(e["v"]),
-            "either": lambda e: has(e["u"]) or has(e["v"])}[policy]
+    rule = {
+        "u": lambda e: has(e["u"]),
+        "both": lambda e: has(e["u"]) and has(e["v"]),
+        "either": lambda e: has(e["u"]) or has(e["v"]),
+    }[policy]
     if roi is None:
         rule = lambda e: True  # noqa: E731 - the whole collection
     return inside, {(e["u"], e["v"]): e["merge_score"] for e in edges if rule(e) and passes(e)}
@@ -93,17 +100,24 @@ def brute(truth, roi, t, policy):
 
 rois = st.builds(
     lambda z, y, x, dz, dy, dx: Roi((z, y, x), (dz, dy, dx)),
-    *[st.floats(-100, EXTENT) for _ in range(3)], *[st.floats(0, EXTENT) for _ in range(3)])
+    *[st.floats(-100, EXTENT) for _ in range(3)],
+    *[st.floats(0, EXTENT) for _ in range(3)],
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(roi=rois, t=st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 1)),
-       policy=st.sampled_from(["u", "both", "either"]))
+@given(
+    roi=rois,
+    t=st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 1)),
+    policy=st.sampled_from(["u", "both", "either"]),
+)
 def test_read_arrays_equals_brute_force(rag, truth, roi, t, policy):
     nodes, edges = rag.read_arrays(roi, max_score=t, edges=policy)
     inside, expected = brute(truth, roi, t, policy)
     assert set(nodes["id"].tolist()) == inside
-    got = dict(zip(zip(edges["u"].tolist(), edges["v"].tolist()), edges["merge_score"].tolist()))
+    got = dict(
+        zip(zip(edges["u"].tolist(), edges["v"].tolist(), strict=True), edges["merge_score"].tolist(), strict=True)
+    )
     assert got.keys() == expected.keys()
     for k, s in expected.items():
         assert (s is None and math.isnan(got[k])) or got[k] == s
@@ -113,7 +127,7 @@ def test_read_arrays_equals_brute_force(rag, truth, roi, t, policy):
 def test_threshold_is_inclusive_and_nulls_never_pass(rag, truth):
     _, edges = rag.read_arrays(None, max_score=0.5)
     _, expected = brute(truth, None, 0.5, "u")
-    assert set(zip(edges.u.tolist(), edges.v.tolist())) == set(expected)
+    assert set(zip(edges.u.tolist(), edges.v.tolist(), strict=True)) == set(expected)
     assert (edges.merge_score == 0.5).sum() >= 3  # the ties at exactly t pass
     assert not edges.merge_score.isna().any()
 
@@ -128,7 +142,7 @@ def test_read_graph_matches_arrays_and_uses_python_ints(rag):
     some = int(nodes.id.iloc[0])
     assert set(g.nodes[some]) == {"center_z", "center_y", "center_x"}
     assert g.number_of_edges() == len(edges)
-    u, v, d = next(iter(g.edges(data=True)))
+    u, _v, d = next(iter(g.edges(data=True)))
     assert set(d) == {"merge_score", "agglomerated"} and type(u) is int
     assert rag.read_graph(roi, directed=True).is_directed()
 
@@ -145,15 +159,15 @@ def test_iter_blocks_covers_each_edge_once(rag):
     for block, (n, e) in rag.iter_blocks(roi, (400, 400, 400), max_score=0.6, as_graph=False):
         assert all(block.contains(n[["center_z", "center_y", "center_x"]].to_numpy()))
         seen_nodes += n.id.tolist()
-        seen_edges += list(zip(e.u.tolist(), e.v.tolist()))
+        seen_edges += list(zip(e.u.tolist(), e.v.tolist(), strict=True))
     assert sorted(seen_nodes) == sorted(whole_nodes.id.tolist())
-    assert sorted(seen_edges) == sorted(zip(whole_edges.u.tolist(), whole_edges.v.tolist()))
+    assert sorted(seen_edges) == sorted(zip(whole_edges.u.tolist(), whole_edges.v.tolist(), strict=True))
 
 
 def test_whole_collection_edge_arrays(rag, truth):
-    u, v, s = rag.edge_arrays()
+    u, _, s = rag.edge_arrays()
     assert len(u) == len(truth[1])
-    u, v, s = rag.edge_arrays(max_score=0.3)
+    u, _v, s = rag.edge_arrays(max_score=0.3)
     assert np.all(s <= 0.3)
     assert len(u) == sum(1 for e in truth[1] if e["merge_score"] is not None and e["merge_score"] <= 0.3)
 
@@ -169,7 +183,7 @@ def test_edges_without_positions_fall_back_with_a_warning(rag, truth):
         for policy in ("u", "both", "either"):
             _, edges = copy.read_arrays(roi, 0.8, edges=policy)
             _, expected = brute(truth, roi, 0.8, policy)
-            assert set(zip(edges.u.tolist(), edges.v.tolist())) == set(expected)
+            assert set(zip(edges.u.tolist(), edges.v.tolist(), strict=True)) == set(expected)
     assert any("lsdgraph index" in str(x.message) for x in w)
     db["edges_copy"].drop()
 
@@ -187,12 +201,15 @@ def test_threshold_stats_and_bbox(rag, truth):
     assert box.contains(pos).all()
 
 
-@pytest.mark.parametrize("bad, message", [
-    (((0, 0), (1, 1)), "dimensions"),
-    (((0, 0, 0), (1, -1, 1)), "negative"),
-    ("1,2,3", "z0,y0,x0:z1,y1,x1"),
-    (((0, 0, "a"), (1, 1, 1)), "three numbers"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (((0, 0), (1, 1)), "dimensions"),
+        (((0, 0, 0), (1, -1, 1)), "negative"),
+        ("1,2,3", "z0,y0,x0:z1,y1,x1"),
+        (((0, 0, "a"), (1, 1, 1)), "three numbers"),
+    ],
+)
 def test_bad_rois(rag, bad, message):
     with pytest.raises(LsdgraphError, match=message):
         rag.read_arrays(bad)
@@ -235,8 +252,13 @@ def test_roi_duck_typing():
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lo=st.floats(-10, 1.1), width=st.floats(0, 1.2), op=st.sampled_from(["$lte", "$lt", "$gte", "$gt"]),
-       ids=st.lists(st.integers(0, 3000), max_size=30), exists=st.booleans())
+@given(
+    lo=st.floats(-10, 1.1),
+    width=st.floats(0, 1.2),
+    op=st.sampled_from(["$lte", "$lt", "$gte", "$gt"]),
+    ids=st.lists(st.integers(0, 3000), max_size=30),
+    exists=st.booleans(),
+)
 def test_mock_column_filter_matches_mongomock_engine(rag, lo, width, op, ids, exists):
     """The in-process store's vectorized filter selects exactly what mongomock's engine selects."""
     from lsdgraph._stores.mongo import _mock_find_raw
@@ -244,11 +266,17 @@ def test_mock_column_filter_matches_mongomock_engine(rag, lo, width, op, ids, ex
     coll = rag.edges
     u_ids = sorted({d["u"] for d in coll.find({}, {"u": 1})})
     chosen = [u_ids[i % len(u_ids)] for i in ids]
-    filters = [{"merge_score": {op: lo}}, {"u_z": {"$gte": lo * 900, "$lt": (lo + width) * 900}},
-               {"u": {"$in": chosen}, "merge_score": {"$lte": lo + width}}, {"u_z": {"$exists": exists}}, {}]
+    filters = [
+        {"merge_score": {op: lo}},
+        {"u_z": {"$gte": lo * 900, "$lt": (lo + width) * 900}},
+        {"u": {"$in": chosen}, "merge_score": {"$lte": lo + width}},
+        {"u_z": {"$exists": exists}},
+        {},
+    ]
     for filt in filters:
         got = [len(d) for d in _mock_find_raw(coll, filt, ["_id"], 10_000)]
         assert sum(got) == coll.count_documents(filt), filt
-        got_ids = {bson.decode(d.raw(i))["_id"] for d in _mock_find_raw(coll, filt, ["_id"], 500)
-                   for i in range(len(d))}
+        got_ids = {
+            bson.decode(d.raw(i))["_id"] for d in _mock_find_raw(coll, filt, ["_id"], 500) for i in range(len(d))
+        }
         assert got_ids == {d["_id"] for d in coll.find(filt, {"_id": 1})}

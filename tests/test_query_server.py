@@ -15,8 +15,6 @@ import numpy as np
 import pandas as pd
 import pymongo
 import pytest
-from conftest import run_cli
-from dumpdata import Dumps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo import monitoring
@@ -29,6 +27,9 @@ from lsdgraph._core.roi import Roi, as_roi, mongo_filter
 from lsdgraph._ingest import ingest
 from lsdgraph._query import rag as query
 from lsdgraph._stores import mongo as store_mod
+
+from conftest import run_cli
+from dumpdata import Dumps
 
 pytestmark = pytest.mark.server
 
@@ -100,7 +101,9 @@ def rag(loaded):
 
 
 def edge_dict(edges: pd.DataFrame) -> dict:
-    return dict(zip(zip(edges["u"].tolist(), edges["v"].tolist()), edges["merge_score"].tolist()))
+    return dict(
+        zip(zip(edges["u"].tolist(), edges["v"].tolist(), strict=True), edges["merge_score"].tolist(), strict=True)
+    )
 
 
 def node_dict(nodes: pd.DataFrame) -> dict:
@@ -121,13 +124,19 @@ def index_fields(coll, name: str) -> set[str]:
 # results equal brute force
 
 
-rois = st.builds(lambda z, y, x, dz, dy, dx: Roi((z, y, x), (dz, dy, dx)),
-                 *[st.floats(-100, EXTENT) for _ in range(3)], *[st.floats(0, EXTENT) for _ in range(3)])
+rois = st.builds(
+    lambda z, y, x, dz, dy, dx: Roi((z, y, x), (dz, dy, dx)),
+    *[st.floats(-100, EXTENT) for _ in range(3)],
+    *[st.floats(0, EXTENT) for _ in range(3)],
+)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(roi=rois, pick=st.one_of(st.none(), st.floats(0, 1), st.integers(0, 10**6)),
-       policy=st.sampled_from(["u", "both", "either"]))
+@given(
+    roi=rois,
+    pick=st.one_of(st.none(), st.floats(0, 1), st.integers(0, 10**6)),
+    policy=st.sampled_from(["u", "both", "either"]),
+)
 def test_read_arrays_equals_brute_force_on_the_server(loaded, rag, roi, pick, policy):
     # thresholds: none, any number in [0, 1], or exactly a stored score (ties must pass: <=)
     t = loaded.scores[pick % len(loaded.scores)] if isinstance(pick, int) else pick
@@ -147,10 +156,13 @@ def test_unbounded_axes_and_the_whole_collection(loaded, rag):
         assert set(nodes["id"].tolist()) == inside
         assert_same_edges(edge_dict(edges), expected)
     u, v, s = rag.edge_arrays()
-    got = dict(zip(zip(u.tolist(), v.tolist()), s.tolist()))
+    got = dict(zip(zip(u.tolist(), v.tolist(), strict=True), s.tolist(), strict=True))
     assert_same_edges(got, {(e["u"], e["v"]): e["merge_score"] for e in loaded.edges})
     u, v, s = rag.edge_arrays(max_score=0.5)
-    assert_same_edges(dict(zip(zip(u.tolist(), v.tolist()), s.tolist())), brute(loaded.truth, None, 0.5, "u")[1])
+    assert_same_edges(
+        dict(zip(zip(u.tolist(), v.tolist(), strict=True), s.tolist(), strict=True)),
+        brute(loaded.truth, None, 0.5, "u")[1],
+    )
     assert (s == 0.5).sum() >= 3  # write_rag's ties at exactly 0.5 pass
 
 
@@ -172,7 +184,8 @@ def test_read_graph_on_the_server(loaded, rag):
         assert d["merge_score"] == expected[key] and type(d["agglomerated"]) is bool
     nulls = rag.read_graph(roi)  # no threshold: null scores come back as None
     assert any(d["merge_score"] is None for _, _, d in nulls.edges(data=True)) == any(
-        s is None for s in brute(loaded.truth, roi, None, "u")[1].values())
+        s is None for s in brute(loaded.truth, roi, None, "u")[1].values()
+    )
     directed = rag.read_graph(roi, max_score=0.7, directed=True)
     assert directed.is_directed() and set(directed.edges) == set(expected)
 
@@ -184,9 +197,9 @@ def test_iter_blocks_on_the_server_gives_each_edge_once(rag):
     for block, (n, e) in rag.iter_blocks(roi, (500, 500, 1000), max_score=0.6, as_graph=False):
         assert block.contains(n[["center_z", "center_y", "center_x"]].to_numpy()).all()
         seen_nodes += n.id.tolist()
-        seen_edges += list(zip(e.u.tolist(), e.v.tolist()))
+        seen_edges += list(zip(e.u.tolist(), e.v.tolist(), strict=True))
     assert sorted(seen_nodes) == sorted(whole_nodes.id.tolist())
-    assert sorted(seen_edges) == sorted(zip(whole_edges.u.tolist(), whole_edges.v.tolist()))
+    assert sorted(seen_edges) == sorted(zip(whole_edges.u.tolist(), whole_edges.v.tolist(), strict=True))
     graphs = list(rag.iter_blocks(roi, (EXTENT, EXTENT, EXTENT / 2), max_score=0.6))
     assert len(graphs) == 2 and sum(g.number_of_edges() for _, g in graphs) == len(whole_edges)
 
@@ -197,7 +210,8 @@ def test_threshold_stats_on_the_server(loaded, rag):
     assert stats["edges"] == len(loaded.edges) and stats["nulls"] == len(loaded.edges) - len(scored)
     assert (stats["min"], stats["max"]) == (min(scored), max(scored))
     assert [h["edges"] for h in stats["histogram"]] == [
-        sum(lo <= s < hi for s in scored) for lo, hi in ((0, .25), (.25, .5), (.5, .75), (.75, 2))]
+        sum(lo <= s < hi for s in scored) for lo, hi in ((0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 2))
+    ]
     assert [c["edges"] for c in stats["counts"]] == [sum(s <= t for s in scored) for t in (0.25, 0.5, 1.0)]
 
 
@@ -270,7 +284,7 @@ def test_round_trips_do_not_grow_with_the_roi(loaded):
             counts = {}
             for name, roi in (("small", small), ("large", large)):
                 listener.sent.clear()
-                nodes, edges = rag.read_arrays(roi, 0.5, edges=policy)
+                nodes, _edges = rag.read_arrays(roi, 0.5, edges=policy)
                 counts[name] = (listener.round_trips(), len(nodes))
                 assert not any("$in" in json.dumps(cmd.get("filter", {}), default=str) for _, cmd in listener.sent)
             assert counts["small"][0] == counts["large"][0] == {"find": finds}, (policy, counts)
@@ -291,9 +305,12 @@ def test_round_trips_do_not_grow_with_the_roi(loaded):
 
 
 def skeleton_brute(loaded, roi, neuron_ids):
-    nodes = {n["id"]: n for n in loaded.skel_nodes
-             if (roi is None or roi.contains(np.array([[n["z"], n["y"], n["x"]]]))[0])
-             and (neuron_ids is None or n["neuron_id"] in neuron_ids)}
+    nodes = {
+        n["id"]: n
+        for n in loaded.skel_nodes
+        if (roi is None or roi.contains(np.array([[n["z"], n["y"], n["x"]]]))[0])
+        and (neuron_ids is None or n["neuron_id"] in neuron_ids)
+    }
     edges = {(e["u"], e["v"]) for e in loaded.skel_edges if e["u"] in nodes and e["v"] in nodes}
     return nodes, edges
 
@@ -330,9 +347,9 @@ def test_skeleton_reads_are_bounded_by_an_index(loaded):
         rows = sk.explain(roi, ids)
         expected = ["position", "u_position"] if roi is not None else ["neuron_id", "neuron_id"]
         assert [r["index"] for r in rows] == expected
-        nodes, edges = skeleton_brute(loaded, roi, ids)
+        nodes, _edges = skeleton_brute(loaded, roi, ids)
         assert rows[0]["returned"] == len(nodes)
-        for r, coll in zip(rows, (sk.nodes, sk.edges)):
+        for r, coll in zip(rows, (sk.nodes, sk.edges), strict=True):
             assert set(r["filter"]) <= index_fields(coll, r["index"])
             assert r["docs_examined"] <= 1.2 * r["returned"], r
 
@@ -399,15 +416,18 @@ def test_cli_info_on_the_server(loaded, rag, capsys):
     assert code == 0 and f"{len(loaded.edges):,} edges" in out and "nodes bounding box" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (("query", "--roi", "0,0:10,10"), "2 dimensions"),
-    (("query", "--roi", "0,0,0:-5,10,10"), "negative"),
-    (("query", "--roi", "0,0,0:10,10,10", "--max-score", "1.5"), "outside the stored range"),
-    (("query", "--edges", "edges_nope"), "edges_hist_quant_75, edges_mean"),
-    (("query", "--name", "{name}_nonodes"), "no 'nodes' collection"),
-    (("query", "--name", "no_such_db_here"), "no database 'no_such_db_here'"),
-    (("info", "--name", "no_such_db_here"), "no database 'no_such_db_here'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("query", "--roi", "0,0:10,10"), "2 dimensions"),
+        (("query", "--roi", "0,0,0:-5,10,10"), "negative"),
+        (("query", "--roi", "0,0,0:10,10,10", "--max-score", "1.5"), "outside the stored range"),
+        (("query", "--edges", "edges_nope"), "edges_hist_quant_75, edges_mean"),
+        (("query", "--name", "{name}_nonodes"), "no 'nodes' collection"),
+        (("query", "--name", "no_such_db_here"), "no database 'no_such_db_here'"),
+        (("info", "--name", "no_such_db_here"), "no database 'no_such_db_here'"),
+    ],
+)
 def test_cli_bad_input_is_one_clear_line(loaded, capsys, args, message):
     args = tuple(a.format(name=loaded.name) for a in args)
     if "--name" not in args:

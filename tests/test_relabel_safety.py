@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
 from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._io.sources import S3Options
 from lsdgraph._io.volumes import create_volume, open_volume, overlap, write_chunk
 from lsdgraph._jobs import relabel
+
+from conftest import run_cli
 
 FIX = "choose an --out outside the input volume"
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import run_cli, subprocess_env
-from servers import PRIVATE
 
 from lsdgraph import _ingest as ingest_mod
 from lsdgraph import cli
@@ -16,6 +14,9 @@ from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.progress import human_bytes
 from lsdgraph._io import sources
 from lsdgraph._stores import mongo as store_mod
+
+from conftest import run_cli, subprocess_env
+from servers import PRIVATE
 
 pytestmark = pytest.mark.s3
 

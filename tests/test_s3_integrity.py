@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from servers import PRIVATE, PUBLIC, TcpProxy
 
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._io import sources
 from lsdgraph._io.sources import S3Options, SourceChanged, list_files
+
+from servers import PRIVATE, PUBLIC, TcpProxy
 
 pytestmark = pytest.mark.s3
 

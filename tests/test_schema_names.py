@@ -71,7 +71,9 @@ def _name_literals(tree: ast.AST) -> list[tuple[int, str]]:
 def test_python_names_no_index_or_collection(path):
     tree = ast.parse(path.read_text())
     leaks = _index_literals(tree) + _name_literals(tree)
-    assert not leaks, f"{path.relative_to(REPO)}: names from schema.json written out: {leaks}; use lsdgraph._core.schema"
+    assert not leaks, (
+        f"{path.relative_to(REPO)}: names from schema.json written out: {leaks}; use lsdgraph._core.schema"
+    )
 
 
 # index names in a .hint(...) / hint: / createIndex name:, and collection names or prefixes, as JS literals
@@ -85,17 +87,26 @@ def test_scripts_name_no_index_or_collection(path):
     for n, line in enumerate(path.read_text().splitlines(), 1):
         code = line.split("//", 1)[0]
         leaks += [(n, m.group(2)) for m in _JS_INDEX.finditer(code) if m.group(2) in INDEX_NAMES]
-        leaks += [(n, m.group(2)) for m in _JS_STRING.finditer(code)
-                  if m.group(2) in COLLECTION_NAMES or any(m.group(2).startswith(p) for p in PREFIXES)]
+        leaks += [
+            (n, m.group(2))
+            for m in _JS_STRING.finditer(code)
+            if m.group(2) in COLLECTION_NAMES or any(m.group(2).startswith(p) for p in PREFIXES)
+        ]
     assert not leaks, f"{path.name}: names from schema.json written out: {leaks}; read them from SCHEMA"
 
 
 def test_every_read_role_names_an_index():
     from lsdgraph._core import schema
 
-    for kind, uses in {"rag_nodes": ["roi", "id"], "rag_edges": ["roi_u", "roi_v", "threshold", "ends"],
-                       "skeleton_nodes": ["roi", "neuron"], "skeleton_edges": ["roi_u", "neuron"],
-                       "lut": ["fragment", "segment"], "merge_tree": ["fragment"], "skeleton_fragments": ["node"]}.items():
+    for kind, uses in {
+        "rag_nodes": ["roi", "id"],
+        "rag_edges": ["roi_u", "roi_v", "threshold", "ends"],
+        "skeleton_nodes": ["roi", "neuron"],
+        "skeleton_edges": ["roi_u", "neuron"],
+        "lut": ["fragment", "segment"],
+        "merge_tree": ["fragment"],
+        "skeleton_fragments": ["node"],
+    }.items():
         for use in uses:
             assert schema.index_name(kind, use) in {s["name"] for s in schema.indexes(kind)}
     with pytest.raises(KeyError):
@@ -103,7 +114,9 @@ def test_every_read_role_names_an_index():
 
 
 def test_the_checks_catch_what_they_look_for():
-    tree = ast.parse('coll.find({}).hint("u_position")\nx = {"hint": "position"}\n'
-                     'c.create_index([("a", 1)], name="fragment")\ny = db["lsdgraph_meta"]\nz = "lsdgraph_lut." + e\n')
+    tree = ast.parse(
+        'coll.find({}).hint("u_position")\nx = {"hint": "position"}\n'
+        'c.create_index([("a", 1)], name="fragment")\ny = db["lsdgraph_meta"]\nz = "lsdgraph_lut." + e\n'
+    )
     assert sorted(v for _, v in _index_literals(tree)) == ["fragment", "position", "u_position"]
     assert sorted(v for _, v in _name_literals(tree)) == ["lsdgraph_lut.", "lsdgraph_meta"]

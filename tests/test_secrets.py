@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
 import pytest
-from conftest import run_cli, subprocess_env
-from servers import free_port
 
 from lsdgraph._core import errors
 from lsdgraph._core.errors import LsdgraphError, redact, redact_record, redact_uri
+
+from conftest import run_cli, subprocess_env
+from servers import free_port
 
 HOST, HOST2, SRV = "db.example.org:28018", "db2.example.org:28019", "cluster0.example.net"
 

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from dumpdata import reference_segments as reference
 
 from lsdgraph import cli
 from lsdgraph._algorithms import merge_tree as agglomerate
@@ -16,6 +15,8 @@ from lsdgraph._ingest import ingest
 from lsdgraph._io.volumes import open_volume
 from lsdgraph._jobs import relabel, results, segment
 from lsdgraph._stores import mongo as store
+
+from dumpdata import reference_segments as reference
 
 EDGES = "edges_hist_quant_75"
 THRESHOLDS = "0:1:0.1"
@@ -42,11 +43,11 @@ def test_segment_from_database_matches_networkx_and_writes_everything(data, load
     values, names = agglomerate.parse_thresholds(THRESHOLDS)
     assert [p.name for p in r.lut_paths] == [f"seg_{EDGES}_{n}.npz" for n in names]
     assert all(p.parent == tmp_path / "luts" / "fragment_segment" for p in r.lut_paths)
-    for t, path in zip(values, r.lut_paths):
+    for t, path in zip(values, r.lut_paths, strict=True):
         lut = np.load(path)["fragment_segment_lut"]
         assert lut.shape == (2, data.n_fragments) and lut.dtype == np.uint64
         expected = reference_segments(data, t)
-        assert dict(zip(lut[0].tolist(), lut[1].tolist())) == expected
+        assert dict(zip(lut[0].tolist(), lut[1].tolist(), strict=True)) == expected
     assert r.summary["n_segments"].tolist() == [len(set(reference_segments(data, t).values())) for t in values]
     assert (tmp_path / f"summary_{EDGES}.csv").exists()
     saved = json.loads((tmp_path / f"summary_{EDGES}.json").read_text())
@@ -79,13 +80,17 @@ def test_bson_folder_gives_the_same_luts_and_reruns_reuse_the_tree(data, loaded,
     a = segment.segment(store=loaded, name="seg", edges=EDGES, thresholds="0.4", out=tmp_path / "db",
                         quiet=True, db_luts="none")
     b = segment.segment(bson=str(data.rag_dir), edges=EDGES, thresholds="0.4", out=tmp_path / "files", quiet=True)
-    assert np.array_equal(np.load(a.lut_paths[0])["fragment_segment_lut"], np.load(b.lut_paths[0])["fragment_segment_lut"])
-    again = segment.segment(bson=str(data.rag_dir), edges=EDGES, thresholds="0.2,0.4", out=tmp_path / "files",
-                            quiet=True)
+    assert np.array_equal(
+        np.load(a.lut_paths[0])["fragment_segment_lut"], np.load(b.lut_paths[0])["fragment_segment_lut"]
+    )
+    again = segment.segment(
+        bson=str(data.rag_dir), edges=EDGES, thresholds="0.2,0.4", out=tmp_path / "files", quiet=True
+    )
     assert again.reused_tree and len(again.lut_paths) == 2
     (data.rag_dir / f"{EDGES}.bson").touch()  # a changed input is a new tree
-    assert not segment.segment(bson=str(data.rag_dir), edges=EDGES, thresholds="0.4", out=tmp_path / "files",
-                               quiet=True).reused_tree
+    assert not segment.segment(
+        bson=str(data.rag_dir), edges=EDGES, thresholds="0.4", out=tmp_path / "files", quiet=True
+    ).reused_tree
 
 
 def test_roi_run_uses_the_roi_subgraph(data, loaded, tmp_path):
@@ -93,14 +98,15 @@ def test_roi_run_uses_the_roi_subgraph(data, loaded, tmp_path):
 
     box = open_rag(name="seg", edges=EDGES, store=loaded).bbox()
     roi = ((box.begin[0], box.begin[1], box.begin[2]), (box.shape[0] / 2, box.shape[1], box.shape[2]))
-    r = segment.segment(store=loaded, name="seg", edges=EDGES, thresholds="0.5", roi=roi, out=tmp_path,
-                        quiet=True, db_luts="none")
+    r = segment.segment(
+        store=loaded, name="seg", edges=EDGES, thresholds="0.5", roi=roi, out=tmp_path, quiet=True, db_luts="none"
+    )
     lut = np.load(r.lut_paths[0])["fragment_segment_lut"]
     from lsdgraph._core.roi import as_roi
 
     expected = reference_segments(data, 0.5, as_roi(roi))
     assert 0 < lut.shape[1] < data.n_fragments
-    assert dict(zip(lut[0].tolist(), lut[1].tolist())) == expected
+    assert dict(zip(lut[0].tolist(), lut[1].tolist(), strict=True)) == expected
 
 
 def test_relabel_applies_a_lut_chunk_by_chunk(data, tmp_path):
@@ -112,7 +118,7 @@ def test_relabel_applies_a_lut_chunk_by_chunk(data, tmp_path):
     assert np.array_equal(dst.resolution, src.resolution)
     frags = src.read((0, 0, 0), src.shape)
     labels = dst.read((0, 0, 0), dst.shape)
-    lut = dict(zip(*np.load(r.lut_paths[0])["fragment_segment_lut"].tolist()))
+    lut = dict(zip(*np.load(r.lut_paths[0])["fragment_segment_lut"].tolist(), strict=True))
     expected = np.vectorize(lambda f: lut.get(int(f), int(f)), otypes=[np.uint64])(frags)
     assert np.array_equal(labels, expected) and done["voxels"] == frags.size
     import zarr  # the lab's tools read what we write
@@ -121,8 +127,10 @@ def test_relabel_applies_a_lut_chunk_by_chunk(data, tmp_path):
 
 
 def test_cli_segment_and_bad_input(data, tmp_path, capsys):
-    assert cli.main(["segment", "--bson", str(data.rag_dir), "--thresholds", "0.3,0.6", "--out", str(tmp_path),
-                     "--quiet"]) == 0
+    assert (
+        cli.main(["segment", "--bson", str(data.rag_dir), "--thresholds", "0.3,0.6", "--out", str(tmp_path), "--quiet"])
+        == 0
+    )
     assert "merge tree" in capsys.readouterr().out
     assert (tmp_path / "luts" / "fragment_segment" / f"seg_{EDGES}_0.6.npz").exists()
     assert cli.main(["segment", "--bson", str(data.rag_dir), "--edges", "edges_nope", "--out", str(tmp_path)]) == 1
@@ -132,6 +140,9 @@ def test_cli_segment_and_bad_input(data, tmp_path, capsys):
     assert "step" in capsys.readouterr().err
     assert cli.main(["segment", "--name", "x", "--bson", str(data.rag_dir), "--out", str(tmp_path)]) == 1
     assert "either --name" in capsys.readouterr().err
-    with pytest.raises(LsdgraphError, match="no .zarray"):
-        relabel.relabel(str(tmp_path), str(tmp_path / "luts" / "fragment_segment" / f"seg_{EDGES}_0.6.npz"),
-                        str(tmp_path / "out.zarr"))
+    with pytest.raises(LsdgraphError, match=r"no \.zarray"):
+        relabel.relabel(
+            str(tmp_path),
+            str(tmp_path / "luts" / "fragment_segment" / f"seg_{EDGES}_0.6.npz"),
+            str(tmp_path / "out.zarr"),
+        )

@@ -99,7 +99,7 @@ def test_files_at_the_real_layout(out):
 
 
 def test_node_documents_have_exactly_the_real_fields_and_types(out):
-    for ds, r in out[1].items():
+    for _ds, r in out[1].items():
         docs = read(r.rag_dir / "nodes.bson")
         assert len(docs) == r.n_fragments and 600 < r.n_fragments < 1600
         for d in docs:
@@ -124,7 +124,7 @@ def test_datasets_cover_int32_mixed_and_int64_ids(out):
 
 
 def test_edge_documents_have_exactly_the_real_fields_and_types(out):
-    for ds, r in out[1].items():
+    for _ds, r in out[1].items():
         pairs = None
         scores = []
         for fn in r.merge_functions:
@@ -171,11 +171,11 @@ def test_ids_are_per_block_and_edges_grouped_by_block_of_u(out, volumes):
         lab = vol.ravel()
         first = np.unique(lab, return_index=True)
         assert np.array_equal(first[0], ids)  # every node has voxels and every label is a node
-        for f, i in zip(*first):
+        for f, i in zip(*first, strict=True):
             assert f // vpb == cantor(*blk[i].tolist())
         assert all(len(set(map(tuple, blk[lab == f]))) == 1 for f in ids[:: max(1, len(ids) // 50)])
         # local ids are 1..n inside each block
-        for b, locs in _group(ids // vpb, ids % vpb).items():
+        for _b, locs in _group(ids // vpb, ids % vpb).items():
             assert locs.tolist() == list(range(1, len(locs) + 1))
         # edges are stored block by block (the block of u), blocks in id order
         u = scan(r.rag_dir / "edges_hist_quant_75.bson", ["u"]).ints("u")
@@ -215,12 +215,12 @@ def test_fragments_zarr_matches_the_nodes_and_edges(out, volumes):
             a0 = np.moveaxis(vol, ax, 0)
             p, q = a0[:-1].ravel(), a0[1:].ravel()
             d = p != q
-            adj |= set(zip(np.minimum(p, q)[d].tolist(), np.maximum(p, q)[d].tolist()))
+            adj |= set(zip(np.minimum(p, q)[d].tolist(), np.maximum(p, q)[d].tolist(), strict=True))
         e = scan(r.rag_dir / "edges_mean.bson", ["u", "v"])
         u, v = e.ints("u"), e.ints("v")
         inside = np.isin(v, ids)
         assert np.isin(u, ids).all()
-        assert set(zip(u[inside].tolist(), v[inside].tolist())) == adj
+        assert set(zip(u[inside].tolist(), v[inside].tolist(), strict=True)) == adj
         assert 0 < (~inside).sum() == r.n_outside_edges
         truth = np.load(r.truth_path)
         assert np.array_equal(np.sort(truth["outside_fragment_ids"]), np.sort(v[~inside]))
@@ -329,11 +329,11 @@ def expected_run_length(node_seg, node_skel, pos, eu, ev, node_ids) -> float:
     b = np.array([index[n] for n in ev.tolist()])
     p = pos.astype(np.float32)
     length = np.linalg.norm(p[a] - p[b], axis=1).astype(np.float64)
-    touching = Counter(s for s, _ in set(zip(node_seg.tolist(), node_skel.tolist())))
-    merged = {k for s, k in zip(node_seg.tolist(), node_skel.tolist()) if touching[s] > 1}
+    touching = Counter(s for s, _ in set(zip(node_seg.tolist(), node_skel.tolist(), strict=True)))
+    merged = {k for s, k in zip(node_seg.tolist(), node_skel.tolist(), strict=True) if touching[s] > 1}
     correct: dict = {}
-    for i, (k, s, t, ln) in enumerate(zip(node_skel[a].tolist(), node_seg[a].tolist(),
-                                           node_seg[b].tolist(), length.tolist())):
+    for _i, (k, s, t, ln) in enumerate(zip(node_skel[a].tolist(), node_seg[a].tolist(),
+                                           node_seg[b].tolist(), length.tolist(), strict=True)):
         if k in merged or s == 0 or s != t:
             continue
         correct[(k, s)] = correct.get((k, s), 0.0) + ln
@@ -353,7 +353,7 @@ def _segments_at(ids, u, v, s, t):
     g = nx.Graph()
     g.add_nodes_from(ids.tolist())
     m = ~np.isnan(s) & (s.astype(np.float32) <= np.float32(t))
-    g.add_edges_from(zip(u[m].tolist(), v[m].tolist()))
+    g.add_edges_from(zip(u[m].tolist(), v[m].tolist(), strict=True))
     lut = {}
     for c in nx.connected_components(g):
         root = min(c)

@@ -80,7 +80,7 @@ def test_the_fingerprint_follows_the_content(labels):
 
 @pytest.mark.s3
 def test_the_fingerprint_over_s3_follows_the_etags(labels, s3):
-    a, path = labels
+    _a, path = labels
     url = s3.upload_folder(path, f"public/{s3.prefix}frag")
     opts = S3Options(endpoint_url=s3.endpoint)
     v = open_volume(url, s3=opts)
@@ -94,7 +94,7 @@ def test_bad_volumes(tmp_path):
     with pytest.raises(LsdgraphError, match="no such zarr array"):
         open_volume(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(LsdgraphError, match="no .zarray"):
+    with pytest.raises(LsdgraphError, match=r"no \.zarray"):
         open_volume(str(tmp_path / "empty"))
     z = zarr.open_array(store=str(tmp_path / "flat"), mode="w", shape=(4, 4), chunks=(2, 2), dtype="u8",
                         zarr_format=2)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence, Union
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from lsdgraph._algorithms import unionfind as uf
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.ids import IdIndex, as_ids
 
-Thresholds = Union[str, float, Sequence[float], np.ndarray]
+Thresholds = str | float | Sequence[float] | np.ndarray
 
 MAX_THRESHOLDS = 100_000
 LUT_KEY = "fragment_segment_lut"
@@ -222,7 +223,7 @@ class MergeTree:
     def iter_cuts(self, thresholds: Thresholds) -> Iterator[Cut]:
         """One :class:`Cut` per threshold, made when asked for: the tree never holds more than one."""
         values, names = parse_thresholds(thresholds)
-        for t, name in zip(values.tolist(), names):
+        for t, name in zip(values.tolist(), names, strict=True):
             yield Cut(t, name, self.cut(t))
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -232,7 +233,7 @@ class MergeTree:
                       parent=self.parent, score=self.score, **report)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MergeTree":
+    def load(cls, path: str | os.PathLike) -> MergeTree:
         """Read a tree written by :meth:`save`."""
         with _open_npz(path, "merge tree") as z:
             if "format" not in z.files or str(z["format"]) != _TREE_FORMAT:
@@ -319,7 +320,8 @@ def _savez(path, compress: bool, **arrays) -> Path:
         os.replace(tmp, p)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise LsdgraphError(f"cannot write {p}: {e.strerror or e}; check the directory exists and is writable") from None
+        raise LsdgraphError(f"cannot write {p}: {e.strerror or e}; "
+                            "check the directory exists and is writable") from None
     return p
 
 
@@ -351,8 +353,9 @@ def read_lut(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(fragments, segments) as uint64 from an lsd-format LUT file (ours or the lab's)."""
     with _open_npz(path, "LUT") as z:
         if LUT_KEY not in z.files:
-            raise LsdgraphError(f"LUT file {path} has no {LUT_KEY!r} array (has {z.files}); "
-                                "is it a fragment-segment LUT?")
+            raise LsdgraphError(
+                f"LUT file {path} has no {LUT_KEY!r} array (has {z.files}); is it a fragment-segment LUT?"
+            )
         lut = z[LUT_KEY]
     if lut.ndim != 2 or lut.shape[0] != 2 or not np.issubdtype(lut.dtype, np.integer):
         raise LsdgraphError(f"LUT file {path}: {LUT_KEY} is {lut.dtype} {lut.shape}, expected 2xN integers")

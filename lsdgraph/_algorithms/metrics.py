@@ -19,8 +19,9 @@ segment id and a handful of linear numpy passes; everything that does not depend
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -31,15 +32,15 @@ from lsdgraph._core.ids import IdIndex, dense_ids
 MergeRule = Literal["segment", "skeleton"]
 
 __all__ = [
-    "Skeletons",
     "ERLResult",
+    "Skeletons",
+    "best_threshold",
     "edge_ids_to_indices",
+    "evaluate_thresholds",
     "expected_run_length",
     "max_erl",
-    "variation_of_information",
     "split_merge_counts",
-    "evaluate_thresholds",
-    "best_threshold",
+    "variation_of_information",
 ]
 
 
@@ -164,7 +165,7 @@ class Skeletons:
             a.flags.writeable = False
 
     @classmethod
-    def from_edge_indices(cls, node_ids, neuron_ids, positions, edge_index) -> "Skeletons":
+    def from_edge_indices(cls, node_ids, neuron_ids, positions, edge_index) -> Skeletons:
         """Build from edges given as node indices (``(m, 2)`` into ``node_ids``)."""
         node_ids = _int_array(node_ids, "node_ids", 1)
         edge_index = np.asarray(edge_index, dtype=np.int64).reshape(-1, 2)
@@ -177,7 +178,7 @@ class Skeletons:
 
     @classmethod
     def from_graph(cls, graph, neuron_attribute: str = "neuron_id",
-                   position_attributes: Sequence[str] = ("z", "y", "x")) -> "Skeletons":
+                   position_attributes: Sequence[str] = ("z", "y", "x")) -> Skeletons:
         """Build from a networkx-like graph (integer node ids; funlib.evaluate's input form)."""
         nodes = list(graph.nodes(data=True))
         try:
@@ -511,7 +512,7 @@ def evaluate_thresholds(skel: Skeletons, node_segments_for: Callable[[float], np
             )
     n_skel = len(skel.skeleton_ids)
     rows = []
-    for t, name in zip(thresholds, names):
+    for t, name in zip(thresholds, names, strict=True):
         seg = _segments(node_segments_for(t), skel.n_nodes, f"node_segments_for({t!r})")
         g = _group(seg, skel.node_skeleton, skel._order_by_skeleton, n_skel)
         erl = _erl(skel, seg, g, merge_rule)

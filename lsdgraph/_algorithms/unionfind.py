@@ -1,4 +1,5 @@
-"""Compiled kernels behind the merge tree: a radix sort of edges by float32 score, one union-find pass that records the merge tree, and O(N) cuts of that tree.
+"""Compiled kernels behind the merge tree: a radix sort of edges by float32 score, one union-find
+pass that records the merge tree, and O(N) cuts of that tree.
 
 Index arrays are int32 below 2**31 fragments, int64 up to 2**32 (edges travel as two uint32 indices
 packed in one uint64); callers allocate the outputs, so each kernel compiles once per index type.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import unquote, unquote_plus
 
 _secrets: set[str] = set()
@@ -67,7 +67,7 @@ def _password_spans(text: str) -> Iterator[tuple[int, int]]:
     password is what follows its first ``:``. A password may hold spaces, so an unrelated ``@``
     later on the same line is taken for the end of one too: hiding too much beats showing it."""
     found = list(_SCHEME.finditer(text))
-    for m, nxt in zip(found, found[1:] + [None]):
+    for m, nxt in zip(found, [*found[1:], None], strict=False):  # no match: one None, no pairs
         stop = nxt.start() if nxt else len(text)
         newline = text.find("\n", m.end(), stop)
         stop = stop if newline < 0 else newline

@@ -4,6 +4,9 @@ The loops are bound by random memory reads and prefetch a few iterations ahead (
 ids: 1.4x faster lookups)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -14,7 +17,7 @@ AHEAD = 16  # prefetch distance, in loop iterations
 
 
 @intrinsic
-def prefetch(typingctx, arr, idx):
+def _prefetch(typingctx, arr, idx):
     """Hint the CPU to load ``arr[idx]`` into cache (no bounds check, no effect on results)."""
     sig = types.void(arr, idx)
 
@@ -32,6 +35,10 @@ def prefetch(typingctx, arr, idx):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# the intrinsic under a plain signature: what compiled code calls it with (numba adds typingctx)
+prefetch: Callable[[Any, Any], None] = _prefetch  # type: ignore[assignment]
 
 
 @njit(inline="always")

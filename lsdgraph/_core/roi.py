@@ -3,9 +3,9 @@ axis, as daisy and funlib do. Accepts funlib/daisy ``Roi`` objects by duck typin
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -16,16 +16,16 @@ from lsdgraph._core.errors import LsdgraphError
 class Roi:
     """A 3-D box: ``offset`` (begin) and ``shape`` in nm, zyx; ``±inf`` for an unbounded axis."""
 
-    offset: tuple[float, float, float]
-    shape: tuple[float, float, float]
+    offset: tuple[float, ...]
+    shape: tuple[float, ...]
 
     @property
-    def begin(self) -> tuple[float, float, float]:
+    def begin(self) -> tuple[float, ...]:
         return self.offset
 
     @property
-    def end(self) -> tuple[float, float, float]:
-        return tuple(math.inf if math.isinf(s) else o + s for o, s in zip(self.offset, self.shape))
+    def end(self) -> tuple[float, ...]:
+        return tuple(math.inf if math.isinf(s) else o + s for o, s in zip(self.offset, self.shape, strict=True))
 
     def contains(self, zyx: np.ndarray) -> np.ndarray:
         """Mask of the (n, 3) points inside (half-open, like the database query)."""
@@ -33,17 +33,17 @@ class Roi:
         b, e = np.asarray(self.begin), np.asarray(self.end)
         return np.all((zyx >= b) & (zyx < e), axis=1)
 
-    def blocks(self, block_shape: Sequence[float]) -> Iterator["Roi"]:
+    def blocks(self, block_shape: Sequence[float]) -> Iterator[Roi]:
         """Tile this ROI with blocks of ``block_shape`` (the last ones clipped to the ROI)."""
         bs = _triple(block_shape, "block shape")
         if any(not (s > 0) or math.isinf(s) for s in bs):
             raise LsdgraphError(f"block shape {tuple(bs)}: every axis must be a positive finite size in nm")
         if any(math.isinf(s) for s in self.shape):
             raise LsdgraphError(f"ROI {self}: blocks need a bounded ROI")
-        counts = [max(1, math.ceil(s / b)) for s, b in zip(self.shape, bs)]
+        counts = [max(1, math.ceil(s / b)) for s, b in zip(self.shape, bs, strict=True)]
         for idx in product(*(range(c) for c in counts)):
-            off = tuple(o + i * b for o, i, b in zip(self.offset, idx, bs))
-            shp = tuple(min(b, e - a) for a, b, e in zip(off, bs, self.end))
+            off = tuple(o + i * b for o, i, b in zip(self.offset, idx, bs, strict=True))
+            shp = tuple(min(b, e - a) for a, b, e in zip(off, bs, self.end, strict=True))
             yield Roi(off, shp)
 
     def __str__(self) -> str:
@@ -52,7 +52,7 @@ class Roi:
         return "[" + ",".join(f(v) for v in self.begin) + " : " + ",".join(f(v) for v in self.end) + ")"
 
 
-def _triple(values, what: str) -> tuple[float, float, float]:
+def _triple(values, what: str) -> tuple[float, ...]:
     try:
         vals = [float("inf") if v is None else float(v) for v in values]
     except (TypeError, ValueError):
@@ -75,7 +75,7 @@ def parse_roi(text: str) -> Roi:
         raise LsdgraphError(f"--roi {text!r}: not numbers; write it as z0,y0,x0:z1,y1,x1 (nm)") from None
     b = _triple(begin, f"--roi {text!r} begin")
     e = _triple(end, f"--roi {text!r} end")
-    return make_roi(b, tuple(ei - bi for bi, ei in zip(b, e)))
+    return make_roi(b, tuple(ei - bi for bi, ei in zip(b, e, strict=True)))
 
 
 def make_roi(offset, shape) -> Roi:
@@ -84,9 +84,9 @@ def make_roi(offset, shape) -> Roi:
     if any(v < 0 for v in s):
         raise LsdgraphError(f"ROI shape {tuple(s)} is negative on an axis; give offset and a shape >= 0 (nm)")
     # funlib's unbounded axes (offset and shape None): the whole axis
-    unbounded = [math.isinf(a) or math.isinf(b) for a, b in zip(o, s)]
-    o = tuple(-math.inf if u else v for u, v in zip(unbounded, o))
-    s = tuple(math.inf if u else v for u, v in zip(unbounded, s))
+    unbounded = [math.isinf(a) or math.isinf(b) for a, b in zip(o, s, strict=True)]
+    o = tuple(-math.inf if u else v for u, v in zip(unbounded, o, strict=True))
+    s = tuple(math.inf if u else v for u, v in zip(unbounded, s, strict=True))
     return Roi(o, s)
 
 
@@ -119,4 +119,4 @@ def mongo_filter(roi: Roi | None, fields: Sequence[str]) -> dict:
     without the field (edges whose endpoint is not a stored node)."""
     if roi is None:
         return {}
-    return {f: {"$gte": float(b), "$lt": float(e)} for f, b, e in zip(fields, roi.begin, roi.end)}
+    return {f: {"$gte": float(b), "$lt": float(e)} for f, b, e in zip(fields, roi.begin, roi.end, strict=True)}

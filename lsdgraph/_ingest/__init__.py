@@ -11,6 +11,7 @@ complete (:mod:`.load`).
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from pymongo import errors as perr
 
@@ -30,8 +31,21 @@ from lsdgraph._ingest.plan import default_db_name, nodes_for, plan, skip_reason
 from lsdgraph._io.sources import S3Options, list_files
 from lsdgraph._stores.mongo import Store, connect
 
-__all__ = ["IngestReport", "NodeTable", "VERSION", "add_edge_positions", "default_db_name", "ingest",
-           "node_table", "nodes_for", "plan", "reindex"]
+if TYPE_CHECKING:
+    from lsdgraph._stores.mongo import Db
+
+__all__ = [
+    "VERSION",
+    "IngestReport",
+    "NodeTable",
+    "add_edge_positions",
+    "default_db_name",
+    "ingest",
+    "node_table",
+    "nodes_for",
+    "plan",
+    "reindex",
+]
 
 
 def ingest(source: str, *, db: str | None = None, name: str | None = None, on_duplicate: str = "error",
@@ -106,11 +120,11 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
         say(line)
     if failed:
         more = f" (and {len(failed) - 1} more failed files)" if len(failed) > 1 else ""
-        raise LsdgraphError(failed[0].error + more)
+        raise LsdgraphError(f"{failed[0].error}{more}")
     return reports
 
 
-def finish_database(store: Store, db, *, wait: float | None = None, say=lambda line: None) -> list[str]:
+def finish_database(store: Store, db: Db, *, wait: float | None = None, say=lambda line: None) -> list[str]:
     """After the files: positions for complete edges whose nodes are now loaded (or were replaced
     since the edges took theirs), and daisy's ``meta`` once a RAG is there. Idempotent, so a rerun
     finishes what a kill cut; each edges collection is updated under its load lease."""
@@ -140,7 +154,7 @@ def finish_database(store: Store, db, *, wait: float | None = None, say=lambda l
     return lines
 
 
-def ensure_daisy_meta(store: Store, db) -> bool:
+def ensure_daisy_meta(store: Store, db: Db) -> bool:
     """daisy's MongoDbGraphProvider reads the first document of ``meta`` and needs ``directed``.
     Written under a fixed ``_id`` so two ingests finishing at once write it once. Returns True
     when it was written now."""
@@ -158,7 +172,7 @@ def ensure_daisy_meta(store: Store, db) -> bool:
     return store.retry(write, f"{db.name}.{schema.DAISY_META}: writing daisy's meta")
 
 
-def reindex(store: Store, db) -> list[str]:
+def reindex(store: Store, db: Db) -> list[str]:
     """Give a database that lsdgraph did not load (mongorestore, daisy) what ingest would have:
     every collection's indexes by kind, endpoint positions on edges, daisy's ``meta``. Idempotent;
     returns one line per action."""

@@ -3,6 +3,7 @@ appended byte-level at ingest, or set afterwards on edges loaded before their no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.ids import IdIndex
 from lsdgraph._io import bsonio
 from lsdgraph._stores.mongo import Store
+
+if TYPE_CHECKING:
+    from lsdgraph._stores.mongo import Db
 
 
 @dataclass
@@ -34,7 +38,7 @@ class NodeTable:
         return np.maximum(i, 0), found
 
 
-def nodes_checksum(db, nodes: str) -> str | None:
+def nodes_checksum(db: Db, nodes: str) -> str | None:
     """The checksum of the complete lsdgraph load of ``nodes`` (None when lsdgraph did not load it)."""
     rec = db[schema.META].find_one({"_id": nodes, "status": "complete"}, {"checksum": 1, "loaded": 1})
     return None if rec is None else f"{rec.get('checksum')}/{rec.get('loaded')}"
@@ -45,7 +49,7 @@ def default_nodes(edges: str, kind: schema.Kind) -> str:
     return "nodes" if kind.name == "rag_edges" else edges[:-len("edges")] + "nodes"
 
 
-def node_table(store: Store, db, nodes: str = "nodes", edges_kind: str = "rag_edges") -> NodeTable | None:
+def node_table(store: Store, db: Db, nodes: str = "nodes", edges_kind: str = "rag_edges") -> NodeTable | None:
     """What edges of ``edges_kind`` copy from ``nodes`` (schema ``edge_joins``), or None when that
     collection is not there."""
     if nodes not in store.retry(db.list_collection_names, f"{db.name}: listing collections"):
@@ -83,12 +87,12 @@ def joined_fields(kind: schema.Kind) -> tuple[str, ...]:
     return schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"] + tuple(schema.EDGE_JOINS[kind.name]["copy_from_u"])
 
 
-def with_joins(docs: bsonio.Docs, table: NodeTable, endpoints: tuple[str, str]) -> bsonio.Docs:
+def with_joins(docs: bsonio.Docs, table: NodeTable, endpoints: tuple[str, ...]) -> bsonio.Docs:
     cols, present = joined(table, docs.ints(endpoints[0]), docs.ints(endpoints[1]))
     return bsonio.append_fields(docs, cols, present)
 
 
-def add_edge_positions(store: Store, db, edges: str, table: NodeTable | None = None, batch: int = 10_000,
+def add_edge_positions(store: Store, db: Db, edges: str, table: NodeTable | None = None, batch: int = 10_000,
                        nodes: str | None = None) -> int:
     """Copy what edges take from their endpoint nodes (positions; ``neuron_id`` for skeletons)
     onto every edge of a collection loaded before its nodes, or written by daisy, so ROI reads are
@@ -116,7 +120,9 @@ def add_edge_positions(store: Store, db, edges: str, table: NodeTable | None = N
             store.retry(lambda: coll.bulk_write(models, ordered=False), f"{db.name}.{edges}: adding positions")
         return len(ops)
 
-    parts = store.retry(lambda: list(store.find_raw(coll, {}, ("_id",) + endpoints)), f"{db.name}.{edges}: reading edges")
+    parts = store.retry(
+        lambda: list(store.find_raw(coll, {}, ("_id",) + endpoints)), f"{db.name}.{edges}: reading edges"
+    )
     for docs in parts:
         cols, present = joined(table, docs.ints(endpoints[0]), docs.ints(endpoints[1]))
         names = list(cols)
@@ -132,8 +138,12 @@ def add_edge_positions(store: Store, db, edges: str, table: NodeTable | None = N
         if ops:
             n += flush(ops)
     create_indexes(store, coll, kind, endpoints)
-    store.retry(lambda: db[schema.META].update_one({"_id": edges}, {"$set": {
-        "positions": True, "nodes": nodes, "nodes_checksum": table.checksum}}), f"{db.name}.{edges}: recording positions")
+    store.retry(
+        lambda: db[schema.META].update_one(
+            {"_id": edges}, {"$set": {"positions": True, "nodes": nodes, "nodes_checksum": table.checksum}}
+        ),
+        f"{db.name}.{edges}: recording positions",
+    )
     return n
 
 

@@ -3,6 +3,8 @@ and the exact count of repeated ``_id``s in a file."""
 from __future__ import annotations
 
 import itertools
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import bson
 import numpy as np
@@ -15,12 +17,19 @@ from lsdgraph._io import bsonio
 from lsdgraph._io.sources import SourceFile
 from lsdgraph._stores.mongo import Store
 
+if TYPE_CHECKING:
+    from lsdgraph._stores.mongo import Coll
 
-def create_indexes(store: Store, coll, kind: schema.Kind, endpoint_fields: tuple[str, ...],
+
+def create_indexes(store: Store, coll: Coll, kind: schema.Kind, endpoint_fields: tuple[str, ...],
                    unique_only: bool = False, what: str | None = None) -> None:
     """The kind's indexes on ``coll``, keyed by the endpoint fields the collection stores."""
-    store.create_indexes(coll, kind.name, rename=dict(zip(kind.integers, endpoint_fields))
+    store.create_indexes(coll, kind.name, rename=dict(zip(kind.integers, endpoint_fields, strict=True))
                          if kind.name == "skeleton_edges" else None, unique_only=unique_only, what=what)
+
+
+def _find_ids(coll: Coll, ids: list) -> list[dict]:
+    return list(coll.find({"_id": {"$in": ids}}))
 
 
 def _strip_id(doc: dict) -> dict:
@@ -37,21 +46,25 @@ def comparable(doc: dict, drop: tuple[str, ...] = ()) -> dict:
     return {k: bson.encode({"v": v}) for k, v in doc.items() if k not in drop}
 
 
-def _resolve_duplicates(store: Store, coll, kind: schema.Kind, on_duplicate: str, clash) -> int:
+def _resolve_duplicates(store: Store, coll: Coll, kind: schema.Kind, on_duplicate: str, clash) -> int:
     """Documents sharing a unique key (node ``id``, edge ``(u, v)``): identical ones (but for
     ``_id``) keep one copy, the smallest ``_id``; differing ones are an error (``clash(key, id_a,
     id_b)`` gives the message) unless ``on_duplicate == 'skip'``. Returns how many were removed."""
     group = {"_id": {f: f"${f}" for f in kind.unique}, "ids": {"$push": "$_id"}, "n": {"$sum": 1}}
-    pipeline = [{"$group": group}, {"$match": {"n": {"$gt": 1}}}]
-    groups = store.retry(lambda: list(coll.aggregate(pipeline, allowDiskUse=True)), f"{coll.name}: finding repeated keys")
+    pipeline: list[dict[str, Any]] = [{"$group": group}, {"$match": {"n": {"$gt": 1}}}]
+    groups = store.retry(
+        lambda: list(coll.aggregate(pipeline, allowDiskUse=True)), f"{coll.name}: finding repeated keys"
+    )
     removed = 0
     for start in itertools.count(0, 1000):  # one find and one delete per 1000 keys
-        chunk = groups[start:start + 1000]
+        chunk = groups[start : start + 1000]
         if not chunk:
             return removed
         wanted = [i for g in chunk for i in g["ids"]]
-        docs = {d["_id"]: comparable(_strip_id(d)) for d in
-                store.retry(lambda: list(coll.find({"_id": {"$in": wanted}})), f"{coll.name}: reading repeated keys")}
+        docs = {
+            d["_id"]: comparable(_strip_id(d))
+            for d in store.retry(partial(_find_ids, coll, wanted), f"{coll.name}: reading repeated keys")
+        }
         drop = []
         for g in chunk:
             ids = sorted(g["ids"], key=_id_order)
@@ -59,7 +72,7 @@ def _resolve_duplicates(store: Store, coll, kind: schema.Kind, on_duplicate: str
             if differ and on_duplicate != "skip":
                 raise LsdgraphError(clash(g["_id"], ids[0], differ[0]))
             drop += ids[1:]
-        store.retry(lambda: coll.delete_many({"_id": {"$in": drop}}), f"{coll.name}: removing repeated keys")
+        store.retry(partial(coll.delete_many, {"_id": {"$in": drop}}), f"{coll.name}: removing repeated keys")
         removed += len(drop)
     return removed
 
@@ -77,7 +90,7 @@ def locate(f: SourceFile, match, limit: int = 2, fields: tuple[str, ...] = ()) -
     try:
         for base, docs, err in bsonio.iter_docs(stream, fields, max_docs=100_000):
             if len(docs):
-                for i in np.flatnonzero(match(docs))[:limit - len(found)]:
+                for i in np.flatnonzero(match(docs))[: limit - len(found)]:
                     found.append((index + int(i), base + int(docs.starts[i])))
                 index += len(docs)
             if len(found) >= limit or err is not None:
@@ -93,6 +106,7 @@ def locate(f: SourceFile, match, limit: int = 2, fields: tuple[str, ...] = ()) -
 
 def key_clash_message(f: SourceFile, kind: schema.Kind):
     """``message(key, id_a, id_b)`` for two documents sharing a unique key with other content."""
+
     def message(key: dict, id_a, id_b) -> str:
         shown = ", ".join(f"{k} = {v}" for k, v in key.items())
 
@@ -109,13 +123,17 @@ def key_clash_message(f: SourceFile, kind: schema.Kind):
             docs = f"documents #{i} (byte {a}) and #{j} (byte {b})"
         else:
             docs = f"documents with _id {id_a} and _id {id_b}"
-        return (f"{f.url}: {docs} share {shown} with different content; fix the file, or pass "
-                "--on-duplicate skip to keep one of them")
+        return (
+            f"{f.url}: {docs} share {shown} with different content; fix the file, or pass "
+            "--on-duplicate skip to keep one of them"
+        )
+
     return message
 
 
-def build_unique_indexes(store: Store, coll, kind, endpoint_fields, f: SourceFile, on_duplicate: str,
-                         unique_only: bool = False) -> int:
+def build_unique_indexes(
+    store: Store, coll, kind, endpoint_fields, f: SourceFile, on_duplicate: str, unique_only: bool = False
+) -> int:
     """Create the kind's indexes (only the unique ones with ``unique_only``); a unique index that
     fails on repeated keys gets them resolved (see :func:`_resolve_duplicates`) and is built again.
     Returns documents removed."""
@@ -140,7 +158,7 @@ def short(e: Exception, limit: int = 200) -> str:
 # _id clashes
 
 
-def id_clashes(store: Store, coll, sent: bsonio.Docs, rows: np.ndarray, added: tuple[str, ...]) -> list[int]:
+def id_clashes(store: Store, coll: Coll, sent: bsonio.Docs, rows: np.ndarray, added: tuple[str, ...]) -> list[int]:
     """Of the batch rows the server refused as duplicate ``_id``s, those whose stored document
     differs from the one sent (ignoring the fields ingest adds, which depend on the nodes)."""
     if len(rows) == 0:
@@ -149,11 +167,11 @@ def id_clashes(store: Store, coll, sent: bsonio.Docs, rows: np.ndarray, added: t
     ids = [d["_id"] for d in mine]
     stored = {}
     for k in range(0, len(ids), 500):  # bounded $in: servers scan long ones slowly
-        part = ids[k:k + 500]
-        found = store.retry(lambda: list(coll.find({"_id": {"$in": part}})), f"{coll.name}: reading repeated _ids")
+        part = ids[k : k + 500]
+        found = store.retry(partial(_find_ids, coll, part), f"{coll.name}: reading repeated _ids")
         stored.update({bson.encode({"v": d["_id"]}): d for d in found})
     out = []
-    for row, doc in zip(rows.tolist(), mine):
+    for row, doc in zip(rows.tolist(), mine, strict=True):
         other = stored.get(bson.encode({"v": doc["_id"]}))
         if other is None or comparable(other, added) != comparable(doc, added):
             out.append(row)
@@ -165,13 +183,16 @@ def id_clash_message(f: SourceFile, row_index: int, row_offset: int, doc_id) -> 
     want = bson.encode({"_id": doc_id})
 
     def match(docs):
-        return np.array([bson.encode({"_id": bson.decode(docs.raw(i)).get("_id")}) == want
-                         for i in range(len(docs))], bool)
+        return np.array(
+            [bson.encode({"_id": bson.decode(docs.raw(i)).get("_id")}) == want for i in range(len(docs))], bool
+        )
 
     where = [w for w in locate(f, match, limit=2) if w[0] != row_index][:1]
     first = f"documents #{where[0][0]} (byte {where[0][1]}) and " if where else "a document already stored and "
-    return (f"{f.url}: {first}#{row_index} (byte {row_offset}) share _id {doc_id!r} with different content; "
-            "fix the file, or pass --on-duplicate skip to keep the first")
+    return (
+        f"{f.url}: {first}#{row_index} (byte {row_offset}) share _id {doc_id!r} with different content; "
+        "fix the file, or pass --on-duplicate skip to keep the first"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

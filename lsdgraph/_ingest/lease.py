@@ -9,14 +9,16 @@ touching what the new owner does.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from pymongo import ReturnDocument
 from pymongo import errors as perr
@@ -24,6 +26,9 @@ from pymongo import errors as perr
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError, redact_record
 from lsdgraph._stores.mongo import Store
+
+if TYPE_CHECKING:
+    from lsdgraph._stores.mongo import Db
 
 STALE_SECONDS = float(os.environ.get("LSDGRAPH_LEASE_SECONDS", "60"))
 
@@ -50,7 +55,7 @@ class Holder:
     heartbeat: _dt.datetime
 
     @classmethod
-    def of(cls, rec: dict | None) -> "Holder | None":
+    def of(cls, rec: dict | None) -> Holder | None:
         lease = (rec or {}).get("lease")
         if not lease:
             return None
@@ -71,7 +76,7 @@ class Lease:
     """A held lease on ``db[META][collection]``; :meth:`write` updates the record only while held."""
 
     store: Store
-    db: object
+    db: Db
     collection: str
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     interval: float = STALE_SECONDS / 4
@@ -159,10 +164,8 @@ class Lease:
             self._thread.join(timeout=5)
         upd = redact_record(dict(update or {}))
         upd["$unset"] = {**upd.get("$unset", {}), "lease": ""}
-        try:
+        with contextlib.suppress(perr.PyMongoError):
             self.meta.update_one({"_id": self.collection, "lease.owner": self.owner}, upd)
-        except perr.PyMongoError:
-            pass
 
 
 def _with_heartbeat(update: dict) -> dict:
@@ -176,7 +179,8 @@ def _with_heartbeat(update: dict) -> dict:
 def state(rec: dict | None, stale: float = STALE_SECONDS) -> tuple[str | None, str | None]:
     """How a load stands, for ``info``: (``complete`` | ``failed`` | ``loading`` (live) | ``dead``,
     a line of detail or None)."""
-    status = (rec or {}).get("status")
+    rec = rec or {}
+    status = rec.get("status")
     if status in (None, "complete"):
         return status, None
     if status == "failed":
@@ -199,7 +203,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def acquire(store: Store, db, collection: str, *, wait: float | None = None, say: Callable[[str], None],
+def acquire(store: Store, db: Db, collection: str, *, wait: float | None = None, say: Callable[[str], None],
             stale: float = STALE_SECONDS, poll: float = 1.0) -> tuple[Lease, dict]:
     """Take the lease on ``collection``'s load, waiting up to ``wait`` seconds (None: as long as
     the holder is alive) for a live holder. Returns the lease and the record as it now is."""

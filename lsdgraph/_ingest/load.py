@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pymongo import errors as perr
@@ -30,6 +31,9 @@ from lsdgraph._ingest.lease import Lease, acquire, now
 from lsdgraph._io import bsonio, validate
 from lsdgraph._io.sources import SourceFile
 from lsdgraph._stores.mongo import Store
+
+if TYPE_CHECKING:
+    from lsdgraph._stores.mongo import Coll, Db
 
 
 @dataclass
@@ -81,13 +85,13 @@ class FileLoad:
     """One file's load: where it goes and how far it got (mirrored in its meta record)."""
 
     store: Store
-    db: object
+    db: Db
     file: SourceFile
     collection: str
     kind: schema.Kind
     opts: Options
+    lease: Lease                         # held for the whole load
     nodes: str | None = None             # the nodes collection edges take positions from
-    lease: Lease | None = None
     offset: int = 0                      # bytes of the file committed to staging
     documents: int = 0                   # documents committed
     duplicates: int = 0                  # of those, refused as an _id already there
@@ -98,7 +102,7 @@ class FileLoad:
     replayed: bool = False               # a batch may have gone in twice: duplicates over-count
     id_keys: list[np.ndarray] | None = None  # _id keys of every document so far, kept on a resume
     removed: int = 0                     # documents removed for repeating a unique key
-    report: IngestReport | None = None
+    report: IngestReport = field(init=False)
     t0: float = field(default_factory=time.monotonic)
 
     def __post_init__(self):
@@ -106,11 +110,11 @@ class FileLoad:
         self.report = IngestReport(self.file.url, self.collection, self.kind.name, "failed", bytes=self.file.size)
 
     @property
-    def staging(self):
+    def staging(self) -> Coll:
         return self.db[schema.STAGING_PREFIX + self.collection]
 
     @property
-    def target(self):
+    def target(self) -> Coll:
         return self.db[self.collection]
 
     @property
@@ -127,12 +131,12 @@ class FileLoad:
         self.lease.write({"$set": {**fields, "updated": now()}}, f"{self.file.url}: {what}")
 
 
-def run(store: Store, db, f: SourceFile, collection: str, kind: schema.Kind, opts: Options,
+def run(store: Store, db: Db, f: SourceFile, collection: str, kind: schema.Kind, opts: Options,
         nodes: str | None = None) -> IngestReport:
     """Load one file under its lease. Any failure leaves a ``failed`` record (when the server can
     still be reached) and raises :class:`LsdgraphError`; the lease is always given back."""
-    load = FileLoad(store, db, f, collection, kind, opts, nodes=nodes)
-    load.lease, rec = acquire(store, db, collection, wait=opts.wait, say=opts.say)
+    lease, rec = acquire(store, db, collection, wait=opts.wait, say=opts.say)
+    load = FileLoad(store, db, f, collection, kind, opts, lease, nodes=nodes)
     try:
         report = _decide(load, rec)
     except LsdgraphError as e:
@@ -242,7 +246,7 @@ def _prefix_keys(load: FileLoad, nbytes: int, crc: int) -> list[np.ndarray] | No
     got, parts = 0, []
     stream = f.open(0)
     try:
-        for base, docs, err in bsonio.iter_docs(_Limited(stream, nbytes), ("_id",),
+        for _base, docs, err in bsonio.iter_docs(_Limited(stream, nbytes), ("_id",),
                                                  chunk_bytes=load.opts.chunk_bytes, max_docs=1 << 20):
             if err is not None:
                 return None
@@ -439,7 +443,7 @@ def _batch_stats(kind: schema.Kind, docs: bsonio.Docs, stats: dict) -> dict:
 # verify, rename, complete
 
 
-def _count(load: FileLoad, coll) -> int:
+def _count(load: FileLoad, coll: Coll) -> int:
     return load.call(lambda: coll.count_documents({}), f"counting {coll.name}")
 
 
@@ -505,7 +509,8 @@ def _rename(load: FileLoad) -> IngestReport:
             names = set(load.db.list_collection_names())
             if target in names and staging_name not in names:
                 return  # an earlier try went through before the connection dropped
-            raise LsdgraphError(f"{load.file.url}: renaming {staging_name} to {target} failed: {keys.short(e)}") from None
+            raise LsdgraphError(f"{load.file.url}: renaming {staging_name} to {target} failed: "
+                                f"{keys.short(e)}") from None
 
     load.call(rename, f"renaming {staging_name}")
     return _complete(load)
@@ -519,16 +524,29 @@ def _complete(load: FileLoad) -> IngestReport:
     expected = load.documents - load.duplicates - load.removed
     if loaded != expected:
         load.call(lambda: load.target.rename(load.staging.name), "taking the collection back to staging")
-        raise LsdgraphError(f"{f.url}: {load.collection} holds {loaded:,} documents after the rename, not "
-                            f"{expected:,}; it is back in staging: rerun to repair it")
+        raise LsdgraphError(
+            f"{f.url}: {load.collection} holds {loaded:,} documents after the rename, not "
+            f"{expected:,}; it is back in staging: rerun to repair it"
+        )
     report.status = "complete"
     # every document of the file is loaded or a duplicate: of an _id, or of a unique key
     report.documents, report.loaded, report.duplicates = load.documents, loaded, load.duplicates + load.removed
     if load.removed:
         report.notes.append(f"{load.removed:,} documents with a repeated key removed")
-    load.record({"status": "complete", "phase": "complete", "offset": f.size, "bytes_loaded": f.size,
-                 "loaded": loaded, "duplicates": load.duplicates, "removed": load.removed,
-                 "checksum": f"crc32:{load.crc:08x}", "finished": now(),
-                 "seconds": time.monotonic() - load.t0}, "recording the load complete")
+    load.record(
+        {
+            "status": "complete",
+            "phase": "complete",
+            "offset": f.size,
+            "bytes_loaded": f.size,
+            "loaded": loaded,
+            "duplicates": load.duplicates,
+            "removed": load.removed,
+            "checksum": f"crc32:{load.crc:08x}",
+            "finished": now(),
+            "seconds": time.monotonic() - load.t0,
+        },
+        "recording the load complete",
+    )
     report.seconds = time.monotonic() - load.t0
     return report

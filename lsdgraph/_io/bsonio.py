@@ -10,11 +10,20 @@ BSON type and value (ints as int64, doubles as raw bits), and lists the other to
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from numba import njit
+
+
+class Readable(Protocol):
+    """What the streaming reader needs of a file: ``read``; ``readinto`` is used when the class
+    that defines ``read`` defines it too."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
 
 # BSON element types used here
 T_MISSING = 0
@@ -142,7 +151,7 @@ def _utf8_ok(b, p, e):
 
 @njit(cache=True, nogil=True)
 def _same(b, p, q, n):
-    for k in range(n):
+    for k in range(n):  # a loop: numba compiles no generator into all()
         if b[p + k] != b[q + k]:
             return False
     return True
@@ -255,7 +264,7 @@ def _variable_size(b, t, v, last):
     else:        # string, code, symbol; DBPointer is a string and 12 bytes
         code, size = _string_size(b, v, last)
         size += 12 if t == 12 else 0
-    if code == ERR_STRING or code == ERR_UTF8:
+    if code in (ERR_STRING, ERR_UTF8):
         return code, 0, 0
     return code, v, size
 
@@ -292,7 +301,7 @@ def _container(b, t, v, last):
     start = v
     if t == 15:  # int32 total, the code as a string, then the scope document filling the rest
         code, sl = _string_size(b, v + 4, v + size - 1)
-        if code == ERR_STRING or code == ERR_UTF8:
+        if code in (ERR_STRING, ERR_UTF8):
             return code, 0, 0, 0
         start = v + 4 + sl
         if code != OK or start + 5 > v + size or _i32(b, start) != v + size - start:
@@ -527,8 +536,8 @@ class Docs:
             return self.ints(field).astype(bool)
         return self.ints(field).astype(dtype, copy=False)
 
-    def take(self, rows: np.ndarray) -> "Docs":
-        """The documents at ``rows`` (a mask or indices); they need not be contiguous."""
+    def take(self, rows: np.ndarray | slice) -> Docs:
+        """The documents at ``rows`` (a mask, indices or a slice); they need not be contiguous."""
         return Docs(self.buf, self.starts[rows], self.ends[rows], self.fields, self.types[rows], self.values[rows])
 
     def element_offset(self, i: int, field: str) -> int:
@@ -549,7 +558,7 @@ class Docs:
         """The bytes of all documents (they are contiguous in buf)."""
         if len(self) == 0:
             return memoryview(b"")
-        return memoryview(self.buf[self.starts[0]:self.ends[-1]])
+        return self.buf[self.starts[0]:self.ends[-1]].data
 
 
 def value_offsets(docs: Docs, field: str) -> np.ndarray:
@@ -668,7 +677,7 @@ def _scan_error(a: np.ndarray, code: int, stop: int, at: int, end: int, path: np
     return ScanError(code, stop, at, length, remaining, ".".join(names), where, value)
 
 
-def _refill(stream: BinaryIO, rest: memoryview, need: int) -> tuple[memoryview, bool]:
+def _refill(stream: Any, rest: memoryview, need: int) -> tuple[memoryview, bool]:
     """(``rest`` then more of ``stream``, ``need`` bytes in all unless it ends: eof)."""
     if _reads_into(stream):  # one buffer read into: no joined copy, half the large allocations
         out = memoryview(bytearray(need))
@@ -680,7 +689,8 @@ def _refill(stream: BinaryIO, rest: memoryview, need: int) -> tuple[memoryview, 
                 return out[:have], True
             have += got
         return out, False
-    pieces, have, eof = [rest], len(rest), False
+    pieces: list[bytes | memoryview] = [rest]
+    have, eof = len(rest), False
     while have < need:
         piece = stream.read(need - have)
         if not piece:
@@ -691,7 +701,7 @@ def _refill(stream: BinaryIO, rest: memoryview, need: int) -> tuple[memoryview, 
     return memoryview(b"".join(pieces)), eof
 
 
-def _reads_into(stream: BinaryIO) -> bool:
+def _reads_into(stream: Readable) -> bool:
     """Is ``readinto`` as good as ``read``: does the class defining ``read`` define it too? (A
     subclass overriding only ``read``, say to check the file at its end, is read through ``read``.)"""
     def owner(name: str):
@@ -700,7 +710,7 @@ def _reads_into(stream: BinaryIO) -> bool:
     return owner("readinto") is not None and owner("readinto") is owner("read")
 
 
-def iter_docs(stream: BinaryIO, fields: Sequence[str], *, chunk_bytes: int = 8 << 20,
+def iter_docs(stream: Readable, fields: Sequence[str], *, chunk_bytes: int = 8 << 20,
               max_docs: int = 200_000, start_offset: int = 0
               ) -> Iterator[tuple[int, Docs, ScanError | None]]:
     """Stream documents from a binary file object in bounded memory.

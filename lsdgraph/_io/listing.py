@@ -3,7 +3,7 @@ you download (the bucket holds about 1.7 TB)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
 
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.progress import human_bytes

@@ -6,16 +6,19 @@ Every stream is pinned to the version that was listed: an S3 object by its ETag 
 under a load raises :class:`SourceChanged` instead of splicing two versions together."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from lsdgraph._core import retry
 from lsdgraph._core.errors import LsdgraphError, register_secret
+from lsdgraph._io.bsonio import Readable
 
 T = TypeVar("T")
 
@@ -24,6 +27,12 @@ class SourceChanged(LsdgraphError):
     """The file or object is no longer the version that was listed: the bytes already loaded and
     the rest cannot be joined. Not transient; a rerun lists the new version and loads it."""
 
+
+
+class Stream(Readable, Protocol):
+    """A source file open for reading: what :func:`bsonio.iter_docs` reads, and ``close``."""
+
+    def close(self) -> None: ...
 
 @dataclass
 class S3Options:
@@ -72,12 +81,14 @@ class SourceFile:
     rel: str
     size: int
     fingerprint: str
-    _open: Callable[[int], BinaryIO] = field(repr=False, compare=False, default=None)
+    _open: Callable[[int], Stream] | None = field(repr=False, compare=False, default=None)
     etag: str | None = None
 
-    def open(self, offset: int = 0) -> BinaryIO:
+    def open(self, offset: int = 0) -> Stream:
         """A binary stream of the file from byte ``offset``; raises :class:`SourceChanged` (now or
         while reading) when the file is no longer the listed version."""
+        if self._open is None:
+            raise LsdgraphError(f"{self.url}: a listed file without a reader (internal: pass _open)")
         return self._open(offset)
 
     @property
@@ -97,7 +108,7 @@ def split_s3(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _s3_error(url: str, e: Exception) -> LsdgraphError:
+def _s3_error(url: str, e: BaseException) -> LsdgraphError:
     from botocore.exceptions import (
         ClientError,
         EndpointConnectionError,
@@ -207,7 +218,7 @@ class _S3Stream:
         self.client, self.bucket, self.key = client, bucket, key
         self.pos, self.size, self.etag = offset, size, _unquote(etag)
         self.policy = policy if retries is None else dataclasses.replace(policy, retries=retries)
-        self.body = None
+        self.body: Any = None  # botocore's StreamingBody while connected
 
     @property
     def url(self) -> str:
@@ -286,10 +297,9 @@ class _S3Stream:
     def _drop(self) -> None:
         body, self.body = self.body, None
         if body is not None:
-            try:
+            # a broken connection may fail to close too; it is dropped either way
+            with contextlib.suppress(Exception):
                 body.close()
-            except Exception:  # a broken connection may fail to close too; it is dropped either way
-                pass
 
     def close(self):
         self._drop()
@@ -337,7 +347,7 @@ def _local_file(path: Path, root: Path) -> SourceFile:
     rel = path.name if path == root else path.relative_to(root).as_posix()
     listed = (st.st_size, st.st_mtime_ns)
 
-    def opener(offset: int) -> BinaryIO:
+    def opener(offset: int) -> Stream:
         try:
             f = _LocalStream(path, listed)
         except OSError as e:
@@ -400,7 +410,7 @@ def _list_s3(url: str, suffix: str | None, opts: S3Options) -> Iterator[SourceFi
         if suffix is not None and not key.endswith(suffix):
             continue
 
-        def opener(offset: int, key=key, size=size, etag=etag) -> BinaryIO:
+        def opener(offset: int, key=key, size=size, etag=etag) -> Stream:
             return _S3Stream(client, bucket, key, offset, int(size), etag or None).connect()
 
         yield SourceFile(f"s3://{bucket}/{key}", key[len(base):], int(size), f"size={size};etag={etag}",

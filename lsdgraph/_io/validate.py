@@ -6,7 +6,7 @@ names, embedded documents); here the values are checked: types, finite positions
 field names one edit away from a field the kind knows (a flipped bit, a typo)."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import bson
 import numpy as np
@@ -43,7 +43,7 @@ _SHORTEST_CHECKED = 3
 _POSITION_RULE = ("positions must be numbers (double or int) in nm", "positions must be finite numbers in nm")
 _SCORE_RULE = ("it must be a number or null", "a merge score must be a finite number or null")
 # dates outside Python's range decode as milliseconds instead of failing
-_LENIENT = bson.CodecOptions(datetime_conversion=bson.DatetimeConversion.DATETIME_MS)
+_LENIENT: bson.CodecOptions = bson.CodecOptions(datetime_conversion=bson.DatetimeConversion.DATETIME_MS)
 
 Problem = tuple[int, str]  # (row in the batch, what is wrong)
 
@@ -82,7 +82,7 @@ def _shown(docs: bsonio.Docs, i: int, field: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-@lru_cache(maxsize=None)
+@cache
 def known_fields(kind: Kind) -> tuple[str, ...]:
     """Every top-level field a document of ``kind`` may carry: what is validated, ``_id``, the
     edge positions (and ``copy_from_u`` fields) lsdgraph adds to edges, and the lab's bookkeeping."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -67,19 +68,19 @@ class Volume:
     chunks: tuple[int, ...]
     dtype: np.dtype
     fill_value: object
-    order: str
+    order: Literal["C", "F"]
     separator: str
     offset: np.ndarray       # nm, zyx
     resolution: np.ndarray   # nm, zyx
     attrs: dict
     _get: Callable[[str], bytes | None] = field(repr=False)
-    _compressor: object = field(repr=False, default=None)
-    _filters: list = field(repr=False, default_factory=list)
+    _compressor: Any = field(repr=False, default=None)   # a numcodecs codec
+    _filters: list[Any] = field(repr=False, default_factory=list)
 
     @property
     def grid(self) -> tuple[int, ...]:
         """Chunks per axis."""
-        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks))
+        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
 
     def chunk(self, index: Sequence[int]) -> np.ndarray:
         """One chunk (full chunk shape; edge chunks are padded as stored)."""
@@ -104,11 +105,11 @@ class Volume:
         if np.any(e <= b):
             return out
         c = np.asarray(self.chunks)
-        for idx in product(*(range(lo, hi) for lo, hi in zip(b // c, (e - 1) // c + 1))):
+        for idx in product(*(range(lo, hi) for lo, hi in zip(b // c, (e - 1) // c + 1, strict=True))):
             cb = np.asarray(idx) * c
             lo, hi = np.maximum(b, cb), np.minimum(e, cb + c)
-            src = tuple(slice(x - y, z - y) for x, y, z in zip(lo, cb, hi))
-            dst = tuple(slice(x - y, z - y) for x, y, z in zip(lo, b, hi))
+            src = tuple(slice(x - y, z - y) for x, y, z in zip(lo, cb, hi, strict=True))
+            dst = tuple(slice(x - y, z - y) for x, y, z in zip(lo, b, hi, strict=True))
             out[dst] = self.chunk(idx)[src]
         return out
 
@@ -132,7 +133,7 @@ class Volume:
         order = np.argsort(key, kind="stable")
         key, where, cidx = key[order], where[order], cidx[order]
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        for s, e in zip(starts, np.r_[starts[1:], len(key)]):
+        for s, e in zip(starts, np.r_[starts[1:], len(key)], strict=True):
             block = self.chunk(cidx[s])
             local = v[where[s:e]] - cidx[s] * c
             values[where[s:e]] = block[tuple(local.T)]
@@ -141,7 +142,8 @@ class Volume:
     def blocks(self) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
         """(chunk index, voxel slices clipped to the array) for every chunk."""
         for idx in product(*(range(g) for g in self.grid)):
-            yield idx, tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, self.chunks, self.shape))
+            yield idx, tuple(slice(i * c, min((i + 1) * c, s))
+                             for i, c, s in zip(idx, self.chunks, self.shape, strict=True))
 
 
 def open_volume(url: str, *, s3: S3Options | None = None) -> Volume:
@@ -173,11 +175,28 @@ def open_volume(url: str, *, s3: S3Options | None = None) -> Volume:
     res = np.asarray(attrs.get("resolution", [1, 1, 1]), float)
     off = np.asarray(attrs.get("offset", [0, 0, 0]), float)
     if res.shape != (3,) or off.shape != (3,) or np.any(res <= 0):
-        raise LsdgraphError(f"{url}/.zattrs: offset {off.tolist()} / resolution {res.tolist()} must be three "
-                            "numbers (nm, zyx), resolution > 0")
-    return Volume(url, shape, chunks, dtype, m.get("fill_value", 0), m.get("order", "C"),
-                  m.get("dimension_separator", "."), off, res, attrs, get, _codec(m.get("compressor")),
-                  [_codec(f) for f in (m.get("filters") or [])])
+        raise LsdgraphError(
+            f"{url}/.zattrs: offset {off.tolist()} / resolution {res.tolist()} must be three "
+            "numbers (nm, zyx), resolution > 0"
+        )
+    order = m.get("order", "C")
+    if order not in ("C", "F"):
+        raise LsdgraphError(f"{url}/.zarray: order {order!r} is not C or F; the metadata is corrupt")
+    return Volume(
+        url,
+        shape,
+        chunks,
+        dtype,
+        m.get("fill_value", 0),
+        order,
+        m.get("dimension_separator", "."),
+        off,
+        res,
+        attrs,
+        get,
+        _codec(m.get("compressor")),
+        [_codec(f) for f in (m.get("filters") or [])],
+    )
 
 
 def fingerprint(vol: Volume, *, s3: S3Options | None = None) -> str | None:
@@ -199,26 +218,49 @@ def fingerprint(vol: Volume, *, s3: S3Options | None = None) -> str | None:
     return h.hexdigest()[:24]
 
 
-def create_volume(path: str | os.PathLike, shape: Sequence[int], chunks: Sequence[int], dtype,
-                  offset: Sequence[float], resolution: Sequence[float], *, attrs: dict | None = None,
-                  compressor: dict | None = None) -> Volume:
+def create_volume(
+    path: str | os.PathLike,
+    shape: Sequence[int],
+    chunks: Sequence[int],
+    dtype,
+    offset: Sequence[float],
+    resolution: Sequence[float],
+    *,
+    attrs: dict | None = None,
+    compressor: dict | None = None,
+) -> Volume:
     """A new local zarr v2 array (Blosc-LZ4 by default, as zarr writes); fill it with
     :func:`write_chunk`."""
     if is_s3(str(path)):
         # Path("s3://b/k") would quietly become a local folder "s3:/b/k"
-        raise LsdgraphError(f"{path}: volumes are written to local folders only; write one here and "
-                            "upload it (aws s3 sync)")
+        raise LsdgraphError(
+            f"{path}: volumes are written to local folders only; write one here and upload it (aws s3 sync)"
+        )
     root = Path(path).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(dtype)
-    comp = compressor if compressor is not None else {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1,
-                                                      "blocksize": 0}
-    meta = {"zarr_format": 2, "shape": list(map(int, shape)), "chunks": list(map(int, chunks)),
-            "dtype": dtype.str, "compressor": comp, "fill_value": 0, "order": "C", "filters": None,
-            "dimension_separator": "."}
+    comp = (
+        compressor
+        if compressor is not None
+        else {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
+    )
+    meta = {
+        "zarr_format": 2,
+        "shape": list(map(int, shape)),
+        "chunks": list(map(int, chunks)),
+        "dtype": dtype.str,
+        "compressor": comp,
+        "fill_value": 0,
+        "order": "C",
+        "filters": None,
+        "dimension_separator": ".",
+    }
     (root / ".zarray").write_text(json.dumps(meta, indent=1))
-    (root / ".zattrs").write_text(json.dumps({"offset": [float(o) for o in offset],
-                                              "resolution": [float(r) for r in resolution], **(attrs or {})}))
+    (root / ".zattrs").write_text(
+        json.dumps(
+            {"offset": [float(o) for o in offset], "resolution": [float(r) for r in resolution], **(attrs or {})}
+        )
+    )
     return open_volume(str(root))
 
 
@@ -246,12 +288,12 @@ def _within(inner: str, outer: str) -> bool:
         if not (is_s3(inner) and is_s3(outer)):
             return False
         o = _s3_parts(outer)
-        return _s3_parts(inner)[:len(o)] == o
-    i, o = Path(inner).expanduser().resolve(), Path(outer).expanduser().resolve()
-    if i == o or o in i.parents:
+        return _s3_parts(inner)[: len(o)] == o
+    ip, op = Path(inner).expanduser().resolve(), Path(outer).expanduser().resolve()
+    if ip == op or op in ip.parents:
         return True
     # the same folder under another name: a bind mount, a case-insensitive file system
-    return o.exists() and any(p.exists() and os.path.samefile(p, o) for p in (i, *i.parents))
+    return op.exists() and any(p.exists() and os.path.samefile(p, op) for p in (ip, *ip.parents))
 
 
 def overlap(volume: str, other: str) -> str | None:

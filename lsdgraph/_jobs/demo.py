@@ -57,7 +57,9 @@ def demo(out: str | Path = "lsdgraph-demo", *, db: str = "mongomock://", name: s
 
     rag = open_rag(name=name, edges=edges, store=store)
     box = rag.bbox()
-    centre = Roi(tuple(b + s / 4 for b, s in zip(box.begin, box.shape)), tuple(s / 2 for s in box.shape))
+    if box is None:
+        raise LsdgraphError(f"{name}: the demo RAG has no nodes; rerun `lsdgraph demo`")
+    centre = Roi(tuple(b + s / 4 for b, s in zip(box.begin, box.shape, strict=True)), tuple(s / 2 for s in box.shape))
     g = rag.read_graph(centre, max_score=0.5)
     skel_graph = open_skeletons(name=name, store=store).read(centre)
     step("read ROI")

@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ from lsdgraph._io.sources import S3Options
 from lsdgraph._jobs.trees import build_tree
 from lsdgraph._query.rag import SkeletonSet, database, open_rag
 from lsdgraph._stores.mongo import Store, connect
+
+if TYPE_CHECKING:
+    from lsdgraph._stores.mongo import Coll, Db
 
 MAP_PREFIX = schema.names()["skeleton_fragments_prefix"]
 
@@ -47,7 +51,7 @@ def _map_key(prefix: str, fragments: str, mask: str | None) -> str:
     return hashlib.sha256(f"{prefix}|{fragments}|{mask}".encode()).hexdigest()[:12]
 
 
-def _collection_identity(db, coll) -> dict:
+def _collection_identity(db: Db, coll: Coll) -> dict:
     """What identifies a collection's content: its ingest checksum, else (not loaded by
     lsdgraph) its count."""
     rec = db[schema.META].find_one({"_id": coll.name}) or {}
@@ -74,7 +78,7 @@ def _stale(rec: dict | None, inputs: dict) -> str | None:
     return f"{' and '.join(changed)} changed since the mapping was stored: recomputed" if changed else None
 
 
-def map_skeleton_fragments(store: Store, db, skel: SkeletonSet, fragments: str, *, mask: str | None = None,
+def map_skeleton_fragments(store: Store, db: Db, skel: SkeletonSet, fragments: str, *, mask: str | None = None,
                            s3: S3Options | None = None, recompute: bool = False) -> NodeFragments:
     """Sample ``fragments`` (and ``mask``) at every skeleton node, or read the stored result:
     collection ``lsdgraph_skeleton_fragments.<key>`` holds ``{node, fragment}`` per skeleton node,
@@ -179,7 +183,7 @@ def plot(table: pd.DataFrame, best: pd.Series, path: Path, title: str) -> Path:
 def evaluate(*, store: Store | None = None, db: str | None = None, name: str | None = None,
              skeletons: str | None = None, skeletons_name: str | None = None, fragments: str,
              mask: str | None = None, edges: str = "edges_hist_quant_75", thresholds="0:1:0.02",
-             out: str | Path, tree_dir: str | Path | None = None, roi=None, merge_rule: str = "segment",
+             out: str | Path, tree_dir: str | Path | None = None, roi=None, merge_rule: metrics.MergeRule = "segment",
              profile: str | None = None,
              endpoint_url: str | None = None, quiet: bool = False, stream=None) -> EvaluationResult:
     """Score the segmentation at every threshold against the skeletons; write
@@ -216,7 +220,7 @@ def evaluate(*, store: Store | None = None, db: str | None = None, name: str | N
     if foreign:
         log(f"{foreign:,} skeleton nodes lie on fragments the RAG does not hold: each stays its own segment")
     t2 = time.perf_counter()
-    table = metrics.evaluate_thresholds(sk, at, values, names, merge_rule=merge_rule)
+    table = metrics.evaluate_thresholds(sk, at, values.tolist(), names, merge_rule=merge_rule)
     t3 = time.perf_counter()
     best = metrics.best_threshold(table, by="erl")
     stem = out / f"evaluation_{edges}"

@@ -2,7 +2,8 @@
 the RAG's bounding box, and merge-score statistics per edges collection."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from lsdgraph._core import schema
 from lsdgraph._ingest.lease import state as load_state
@@ -28,7 +29,7 @@ def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int 
     # loads that failed or died before their first batch have a record and no collection yet
     colls += [_collection(n, rec, 0, []) for n, rec in sorted(meta.items())
               if n not in described and rec.get("status") not in (None, "complete")]
-    info = {"database": name, "server": store.uri, "collections": colls}
+    info: dict[str, Any] = {"database": name, "server": store.uri, "collections": colls}
     if "nodes" in names:
         edge_names = [c["name"] for c in colls if c["kind"] == "rag_edges" and (edges is None or c["name"] == edges)]
         rag = Rag(store, db, "nodes", edge_names[0] if edge_names else "")

@@ -34,7 +34,7 @@ def relabel(fragments: str, lut: str, out: str, *, s3=None, quiet: bool = False)
     if len(index.ids) != len(keys):
         raise LsdgraphError(f"{lut}: the LUT lists some fragments more than once; regenerate it")
     values = values[np.argsort(keys, kind="stable")]  # aligned with index.ids
-    dst = create_volume(out, src.shape, src.chunks, np.uint64, src.offset, src.resolution,
+    dst = create_volume(out, src.shape, src.chunks, np.uint64, src.offset.tolist(), src.resolution.tolist(),
                         attrs={"lsdgraph_lut": str(lut), "lsdgraph_fragments": str(fragments)})
     mapped = 0
     t0 = time.perf_counter()

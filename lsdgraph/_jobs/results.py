@@ -3,6 +3,8 @@ LUTs (``lsdgraph_lut.<edges>``) as documents the mongo shell scripts read, with 
 ``lsdgraph_meta``."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from lsdgraph._algorithms import merge_tree as agglomerate
@@ -10,8 +12,11 @@ from lsdgraph._core import schema
 from lsdgraph._core.roi import as_roi
 from lsdgraph._stores.mongo import Store
 
+if TYPE_CHECKING:
+    from lsdgraph._stores.mongo import Db
 
-def write_tree_documents(store: Store, db, edges: str, tree: agglomerate.MergeTree) -> int:
+
+def write_tree_documents(store: Store, db: Db, edges: str, tree: agglomerate.MergeTree) -> int:
     """The tree in MongoDB (``lsdgraph_tree.<edges>``): one document per merged fragment,
     ``{fragment, parent, score}``; a fragment without a document is a root."""
     coll = db[schema.TREE_PREFIX + edges]
@@ -25,7 +30,7 @@ def write_tree_documents(store: Store, db, edges: str, tree: agglomerate.MergeTr
     return n
 
 
-def write_lut_documents(store: Store, db, edges: str, tree: agglomerate.MergeTree, thresholds,
+def write_lut_documents(store: Store, db: Db, edges: str, tree: agglomerate.MergeTree, thresholds,
                         roi=None) -> int:
     """LUTs in MongoDB (``lsdgraph_lut.<edges>``): ``{threshold, fragment, segment}`` for every
     fragment that is not its own segment at that threshold (a fragment without a document at t is a
@@ -49,7 +54,7 @@ def write_lut_documents(store: Store, db, edges: str, tree: agglomerate.MergeTre
     return total
 
 
-def segment_of(store: Store, db, edges: str, fragment: int, threshold: float) -> int:
+def segment_of(store: Store, db: Db, edges: str, fragment: int, threshold: float) -> int:
     """Which segment holds ``fragment`` at ``threshold``, from the LUT documents."""
     doc = db[schema.LUT_PREFIX + edges].find_one({"threshold": float(threshold), "fragment": int(fragment)})
     return int(doc["segment"]) if doc else int(fragment)

@@ -38,7 +38,7 @@ def _db_inputs(rag) -> dict:
 
 
 def _file_inputs(folder: Path, edges: str) -> dict:
-    out = {"folder": str(folder.resolve()), "edges": edges}
+    out: dict[str, object] = {"folder": str(folder.resolve()), "edges": edges}
     for name in ("nodes.bson", f"{edges}.bson"):
         st = (folder / name).stat()
         out[name] = (st.st_size, st.st_mtime_ns)
@@ -123,4 +123,5 @@ def _read_edges(rag, roi, progress: bool | None) -> tuple[np.ndarray, np.ndarray
     bar.close()
     if not parts:
         return np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0)
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+    u, v, s = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return u, v, s

@@ -8,10 +8,12 @@ One find per ROI for nodes and one (two for ``either``) for edges, whatever the 
 """
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
@@ -24,13 +26,16 @@ from lsdgraph._core.roi import Roi, as_roi, mongo_filter
 from lsdgraph._io import bsonio
 from lsdgraph._stores.mongo import Store, connect
 
-__all__ = ["Rag", "SkeletonSet", "open_rag", "open_skeletons", "database"]
+if TYPE_CHECKING:
+    from lsdgraph._stores.mongo import Coll, Db
+
+__all__ = ["Rag", "SkeletonSet", "database", "open_rag", "open_skeletons"]
 
 _IN_CHUNK = 1000  # fallback for edges without positions: $in lists stay small
 _SKEL_EDGES = schema.kind("skeleton_edges")
 
 
-def database(store: Store, name: str):
+def database(store: Store, name: str | None) -> Db:
     """The database ``name``, or a one-line error listing the ones that exist."""
     if not name:
         raise LsdgraphError("no database name: pass --name (the name given to `lsdgraph ingest`)")
@@ -45,7 +50,7 @@ def database(store: Store, name: str):
     return store.db(name)
 
 
-def _attr_types(coll, exclude: Sequence[str]) -> dict[str, str]:
+def _attr_types(coll: Coll, exclude: Sequence[str]) -> dict[str, str]:
     """Numeric/bool fields of a sample document besides ``exclude``: extra attributes to carry."""
     doc = coll.find_one({}) or {}
     out = {}
@@ -61,7 +66,7 @@ def _attr_types(coll, exclude: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _hint(cache: dict, coll, name: str | None) -> str | None:
+def _hint(cache: dict, coll: Coll, name: str | None) -> str | None:
     """``name`` when ``coll`` has that index (a database daisy wrote may lack ours), else None;
     index lists are cached per reader."""
     if name is None:
@@ -110,7 +115,7 @@ def _records(cols: dict[str, np.ndarray], keys: Sequence[str]) -> list[dict]:
         lists.append(vals)
     if not keys:
         return [{} for _ in range(len(next(iter(cols.values()))))]
-    return [dict(zip(keys, row)) for row in zip(*lists)]
+    return [dict(zip(keys, row, strict=True)) for row in zip(*lists, strict=True)]
 
 
 @dataclass
@@ -118,7 +123,7 @@ class Rag:
     """A region adjacency graph in MongoDB: one nodes collection and one edges collection."""
 
     store: Store
-    db: object
+    db: Db
     nodes_name: str = "nodes"
     edges_name: str = "edges_hist_quant_75"
     _node_attrs: dict | None = field(default=None, repr=False)
@@ -127,7 +132,7 @@ class Rag:
     _range: tuple | None = field(default=None, repr=False)
     _indexes: dict = field(default_factory=dict, repr=False)
 
-    def hint(self, coll, name: str | None) -> str | None:
+    def hint(self, coll: Coll, name: str | None) -> str | None:
         return _hint(self._indexes, coll, name)
 
     # -- what is stored ------------------------------------------------------------------------
@@ -202,7 +207,8 @@ class Rag:
 
     # -- reads ---------------------------------------------------------------------------------
     def _node_query(self, roi: Roi | None) -> tuple[dict, str | None]:
-        return mongo_filter(roi, schema.NODE_POSITION), (schema.index_name("rag_nodes", "roi") if roi is not None else None)
+        hint = schema.index_name("rag_nodes", "roi") if roi is not None else None
+        return mongo_filter(roi, schema.NODE_POSITION), hint
 
     def _edge_queries(self, roi: Roi | None, t: float | None, policy: str) -> list[tuple[dict, str | None, str]]:
         """(filter, hint, which end) for each find an edge read needs."""
@@ -210,19 +216,24 @@ class Rag:
         if roi is None:
             return [(score, schema.index_name("rag_edges", "threshold") if t is not None else None, "all")]
         ends = ["u"] if policy in ("u", "both") else ["u", "v"]
-        return [({**mongo_filter(roi, schema.EDGE_POSITIONS[e]), **score}, schema.index_name("rag_edges", f"roi_{e}"), e)
-                for e in ends]
+        return [
+            ({**mongo_filter(roi, schema.EDGE_POSITIONS[e]), **score}, schema.index_name("rag_edges", f"roi_{e}"), e)
+            for e in ends
+        ]
 
-    def read_arrays(self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def read_arrays(
+        self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Nodes in ``roi`` and edges by ``edges`` policy with ``merge_score <= max_score``, as
         DataFrames (ids uint64, positions float64 nm, null scores NaN)."""
         roi = as_roi(roi)
         t = self.check_threshold(max_score)
         _check_policy(edges)
         nf, nh = self._node_query(roi)
-        ncols = bsonio.columns(list(self.store.find_raw(self.nodes, nf, list(self.node_spec()), hint=self.hint(self.nodes, nh))),
-                         self.node_spec())
+        ncols = bsonio.columns(
+            list(self.store.find_raw(self.nodes, nf, list(self.node_spec()), hint=self.hint(self.nodes, nh))),
+            self.node_spec(),
+        )
         ecols = self._read_edges(roi, t, edges, ncols["id"])
         return pd.DataFrame(ncols), pd.DataFrame(ecols)
 
@@ -246,18 +257,21 @@ class Rag:
         return {k: np.concatenate([p[k] for p in parts]) for k in spec}
 
     def _read_edges_by_ids(self, t, policy, node_ids) -> dict[str, np.ndarray]:
-        warnings.warn(f"{self.edges_name} has no endpoint positions, so ROI edge reads fall back to "
-                      "chunked $in queries; run `lsdgraph index --name DB` once to make them one indexed "
-                      "query", stacklevel=3)
+        warnings.warn(
+            f"{self.edges_name} has no endpoint positions, so ROI edge reads fall back to "
+            "chunked $in queries; run `lsdgraph index --name DB` once to make them one indexed "
+            "query",
+            stacklevel=3,
+        )
         spec = self.edge_spec()
         ids = np.sort(np.asarray(node_ids, np.uint64))
         known = IdIndex(ids, sort=False)
         score = {schema.SCORE: {"$lte": t}} if t is not None else {}
         parts = []
-        for end in (["u"] if policy in ("u", "both") else ["u", "v"]):
+        for end in ["u"] if policy in ("u", "both") else ["u", "v"]:
             batches = []
             for i in range(0, len(ids), _IN_CHUNK):
-                filt = {end: {"$in": ids[i:i + _IN_CHUNK].tolist()}, **score}
+                filt = {end: {"$in": ids[i : i + _IN_CHUNK].tolist()}, **score}
                 batches += list(self.store.find_raw(self.edges, filt, list(spec)))
             cols = bsonio.columns(batches, spec)
             keep = np.ones(len(cols["u"]), bool)
@@ -268,17 +282,23 @@ class Rag:
             parts.append({k: c[keep] for k, c in cols.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in spec}
 
-    def read_graph(self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY,
-                   directed: bool = False) -> nx.Graph:
+    def read_graph(
+        self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY, directed: bool = False
+    ) -> nx.Graph:
         """A networkx graph: node keys Python ints with ``center_z/y/x`` (+ stored numeric attributes),
         edges with ``merge_score`` (None where null). Endpoints outside the ROI (policy ``u``/``either``)
         appear as nodes without attributes, as in daisy."""
         nodes, edges_df = self.read_arrays(roi, max_score, edges)
         return to_networkx(nodes, edges_df, directed=directed)
 
-    def iter_blocks(self, roi, block_shape: Sequence[float], max_score: float | None = None,
-                    edges: str = schema.DEFAULT_EDGE_POLICY, as_graph: bool = True
-                    ) -> Iterator[tuple[Roi, object]]:
+    def iter_blocks(
+        self,
+        roi,
+        block_shape: Sequence[float],
+        max_score: float | None = None,
+        edges: str = schema.DEFAULT_EDGE_POLICY,
+        as_graph: bool = True,
+    ) -> Iterator[tuple[Roi, object]]:
         """Yield (block ROI, graph or (nodes, edges) DataFrames) block by block: memory bounded by a
         block. With the default policy every edge comes exactly once (with the block holding u)."""
         roi = as_roi(roi)
@@ -290,8 +310,9 @@ class Rag:
             else:
                 yield block, self.read_arrays(block, max_score, edges)
 
-    def iter_edge_batches(self, max_score: float | None = None, roi=None, batch_size: int = 500_000
-                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def iter_edge_batches(
+        self, max_score: float | None = None, roi=None, batch_size: int = 500_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Stream (u, v, merge_score) arrays of the whole edges collection (or of the edges whose u
         lies in ``roi``), for batch jobs: uint64, uint64, float64 with NaN for null."""
         roi = as_roi(roi)
@@ -303,8 +324,9 @@ class Rag:
             yield cols["u"], cols["v"], cols[schema.SCORE]
             return
         for filt, hint, _ in self._edge_queries(roi, t, "u"):
-            for d in self.store.find_raw(self.edges, filt, list(spec), hint=self.hint(self.edges, hint),
-                                         batch_size=batch_size):
+            for d in self.store.find_raw(
+                self.edges, filt, list(spec), hint=self.hint(self.edges, hint), batch_size=batch_size
+            ):
                 c = bsonio.columns([d], spec)
                 yield c["u"], c["v"], c[schema.SCORE]
 
@@ -313,19 +335,21 @@ class Rag:
         parts = list(self.iter_edge_batches(max_score, roi))
         if not parts:
             return np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0)
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+        u, v, s = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        return u, v, s
 
     def node_arrays(self, roi=None) -> tuple[np.ndarray, np.ndarray]:
         """(ids uint64, positions (n, 3) float64 zyx nm) of the nodes in ``roi`` (all if None)."""
         roi = as_roi(roi)
         nf, nh = self._node_query(roi)
         spec = {"id": "uint64", **{f: "float64" for f in schema.NODE_POSITION}}
-        cols = bsonio.columns(list(self.store.find_raw(self.nodes, nf, list(spec), hint=self.hint(self.nodes, nh))), spec)
+        cols = bsonio.columns(
+            list(self.store.find_raw(self.nodes, nf, list(spec), hint=self.hint(self.nodes, nh))), spec
+        )
         return cols["id"], np.stack([cols[f] for f in schema.NODE_POSITION], 1) if len(cols["id"]) else np.empty((0, 3))
 
     # -- what the planner does -------------------------------------------------------------------
-    def explain(self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY
-                ) -> list[dict]:
+    def explain(self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY) -> list[dict]:
         """Per query of a read (see :func:`explain_queries`): documents examined and returned
         and the index the server chose (real servers only; mongomock has no planner)."""
         roi = as_roi(roi)
@@ -351,25 +375,39 @@ class Rag:
         q = {schema.SCORE: {"$gte": -math.inf}}
         hint = self.hint(self.edges, schema.index_name("rag_edges", "threshold"))
         h = {"hint": hint} if hint else {}
-        hist = {r["_id"]: r["n"] for r in self.edges.aggregate(
-            [{"$match": q}, {"$bucket": {"groupBy": f"${schema.SCORE}", "boundaries": bounds,
-                                         "output": {"n": {"$sum": 1}}}}], **h)}
+        hist = {
+            r["_id"]: r["n"]
+            for r in self.edges.aggregate(
+                [
+                    {"$match": q},
+                    {"$bucket": {"groupBy": f"${schema.SCORE}", "boundaries": bounds, "output": {"n": {"$sum": 1}}}},
+                ],
+                **h,
+            )
+        }
         scored = sum(hist.values())
         counts = []
         for t in thresholds or []:
-            counts.append({"threshold": float(t), "edges": self.edges.count_documents(
-                {schema.SCORE: {"$lte": float(t)}}, **h)})
-        return {"edges": total, "scored": scored, "nulls": total - scored, "min": rng[0], "max": rng[1],
-                "histogram": [{"from": b, "to": e, "edges": hist.get(b, 0)} for b, e in zip(bounds[:-1], bounds[1:])],
-                "counts": counts}
+            counts.append(
+                {"threshold": float(t), "edges": self.edges.count_documents({schema.SCORE: {"$lte": float(t)}}, **h)}
+            )
+        return {
+            "edges": total,
+            "scored": scored,
+            "nulls": total - scored,
+            "min": rng[0],
+            "max": rng[1],
+            "histogram": [{"from": b, "to": e, "edges": hist.get(b, 0)} for b, e in itertools.pairwise(bounds)],
+            "counts": counts,
+        }
 
     def bbox(self) -> Roi | None:
         """Bounding box of the node centres (from the ingest record when there, else the server)."""
         rec = self.db[schema.META].find_one({"_id": self.nodes_name, "status": "complete"}) or {}
         box = (rec.get("stats") or {}).get("bbox")
         if box:
-            return Roi(tuple(box["min"]), tuple(_cover(b, h) for b, h in zip(box["min"], box["max"])))
-        group = {"_id": None}
+            return Roi(tuple(box["min"]), tuple(_cover(b, h) for b, h in zip(box["min"], box["max"], strict=True)))
+        group: dict[str, object] = {"_id": None}
         for f in schema.NODE_POSITION:
             group[f + "_lo"] = {"$min": f"${f}"}
             group[f + "_hi"] = {"$max": f"${f}"}
@@ -377,7 +415,9 @@ class Rag:
         if r is None:
             return None
         begin = tuple(float(r[f + "_lo"]) for f in schema.NODE_POSITION)
-        return Roi(begin, tuple(_cover(b, float(r[f + "_hi"])) for b, f in zip(begin, schema.NODE_POSITION)))
+        return Roi(
+            begin, tuple(_cover(b, float(r[f + "_hi"])) for b, f in zip(begin, schema.NODE_POSITION, strict=True))
+        )
 
     def read_skeletons(self, roi=None, neuron_ids=None, prefix: str | None = None) -> nx.Graph:
         """Skeletons stored in the same database (see :class:`SkeletonSet`)."""
@@ -392,47 +432,56 @@ def _cover(begin: float, last: float) -> float:
     return shape
 
 
-def to_networkx(nodes: pd.DataFrame, edges: pd.DataFrame, *, directed: bool = False,
-                u: str = "u", v: str = "v") -> nx.Graph:
+def to_networkx(
+    nodes: pd.DataFrame, edges: pd.DataFrame, *, directed: bool = False, u: str = "u", v: str = "v"
+) -> nx.Graph:
     """Build a networkx graph from node/edge DataFrames: keys as Python ints, attributes as
     Python scalars (about 3 µs and 400 bytes per edge: use the arrays for bulk work)."""
     g = nx.DiGraph() if directed else nx.Graph()
     ncols = {c: nodes[c].to_numpy() for c in nodes.columns}
     nkeys = [c for c in nodes.columns if c != "id"]
     if len(nodes):
-        g.add_nodes_from(zip(ncols["id"].tolist(), _records(ncols, nkeys)))
+        g.add_nodes_from(zip(ncols["id"].tolist(), _records(ncols, nkeys), strict=True))
     ecols = {c: edges[c].to_numpy() for c in edges.columns}
     ekeys = [c for c in edges.columns if c not in (u, v)]
     if len(edges):
-        g.add_edges_from(zip(ecols[u].tolist(), ecols[v].tolist(), _records(ecols, ekeys)))
+        g.add_edges_from(zip(ecols[u].tolist(), ecols[v].tolist(), _records(ecols, ekeys), strict=True))
     return g
 
 
 # ------------------------------------------------------------------------------------------------
 # skeletons
 
+
 @dataclass
 class SkeletonSet:
     """Ground-truth skeletons: ``<prefix>.nodes`` (id, neuron_id, z, y, x) and ``<prefix>.edges``."""
 
     store: Store
-    db: object
+    db: Db
     prefix: str
     _indexes: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, store: Store, db, prefix: str | None = None) -> "SkeletonSet":
+    def open(cls, store: Store, db: Db, prefix: str | None = None) -> SkeletonSet:
         names = db.list_collection_names()
-        found = sorted(n[:-len(".nodes")] for n in names
-                       if schema.kind_of(n).name == "skeleton_nodes" and not n.startswith(schema.STAGING_PREFIX))
+        found = sorted(
+            n[: -len(".nodes")]
+            for n in names
+            if schema.kind_of(n).name == "skeleton_nodes" and not n.startswith(schema.STAGING_PREFIX)
+        )
         if prefix is None:
             if len(found) != 1:
-                raise LsdgraphError(f"database {db.name!r} holds {len(found)} skeleton sets "
-                                    f"({', '.join(found) or 'none'}); choose one with --skeletons PREFIX")
+                raise LsdgraphError(
+                    f"database {db.name!r} holds {len(found)} skeleton sets "
+                    f"({', '.join(found) or 'none'}); choose one with --skeletons PREFIX"
+                )
             prefix = found[0]
         if f"{prefix}.nodes" not in names or f"{prefix}.edges" not in names:
-            raise LsdgraphError(f"database {db.name!r} has no skeletons {prefix}.nodes/{prefix}.edges "
-                                f"(skeleton sets: {', '.join(found) or 'none'}); ingest them first")
+            raise LsdgraphError(
+                f"database {db.name!r} has no skeletons {prefix}.nodes/{prefix}.edges "
+                f"(skeleton sets: {', '.join(found) or 'none'}); ingest them first"
+            )
         return cls(store, db, prefix)
 
     @property
@@ -453,7 +502,7 @@ class SkeletonSet:
         alt = _SKEL_EDGES.alternative_integers
         return (alt[0], alt[1]) if u not in doc and alt[0] in doc else (u, v)
 
-    def _queries(self, roi: Roi | None, neuron_ids) -> list[tuple[object, dict, str | None]]:
+    def _queries(self, roi: Roi | None, neuron_ids) -> list[tuple[Coll, dict, str | None]]:
         """(collection, filter, hint) of the nodes find and of the edges find."""
         kind = schema.kind("skeleton_nodes")
         filt = mongo_filter(roi, kind.position)
@@ -464,12 +513,17 @@ class SkeletonSet:
         efilt, ehint = {}, None
         if self.has_joins():  # one indexed read, as for RAG edges
             if roi is not None:
-                efilt, ehint = mongo_filter(roi, schema.EDGE_POSITIONS["u"]), schema.index_name("skeleton_edges", "roi_u")
+                efilt, ehint = (
+                    mongo_filter(roi, schema.EDGE_POSITIONS["u"]),
+                    schema.index_name("skeleton_edges", "roi_u"),
+                )
             if neuron_ids is not None:
                 efilt["neuron_id"] = filt["neuron_id"]
                 ehint = ehint or schema.index_name("skeleton_edges", "neuron")
-        return [(self.nodes, filt, _hint(self._indexes, self.nodes, hint)),
-                (self.edges, efilt, _hint(self._indexes, self.edges, ehint))]
+        return [
+            (self.nodes, filt, _hint(self._indexes, self.nodes, hint)),
+            (self.edges, efilt, _hint(self._indexes, self.edges, ehint)),
+        ]
 
     def arrays(self, roi=None, neuron_ids=None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Skeleton nodes (id, neuron_id, z, y, x) in ``roi`` / of ``neuron_ids``, and the edges
@@ -526,8 +580,15 @@ def skeleton_summary(nodes: pd.DataFrame, edges: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------
 
-def open_rag(uri: str | None = None, name: str | None = None, edges: str | None = None, nodes: str = "nodes",
-             *, store: Store | None = None) -> Rag:
+
+def open_rag(
+    uri: str | None = None,
+    name: str | None = None,
+    edges: str | None = None,
+    nodes: str = "nodes",
+    *,
+    store: Store | None = None,
+) -> Rag:
     """Open a RAG that ``lsdgraph ingest`` (or daisy's MongoDbGraphProvider) wrote.
 
     ``edges``: the edges collection (``edges_hist_quant_75``…); optional when there is only one.
@@ -536,22 +597,28 @@ def open_rag(uri: str | None = None, name: str | None = None, edges: str | None 
     db = database(store, name)
     names = [n for n in db.list_collection_names() if not n.startswith(schema.STAGING_PREFIX)]
     if nodes not in names:
-        raise LsdgraphError(f"database {name!r} has no {nodes!r} collection (collections: "
-                            f"{', '.join(sorted(names)) or 'none'}); ingest a RAG folder into it first")
+        raise LsdgraphError(
+            f"database {name!r} has no {nodes!r} collection (collections: "
+            f"{', '.join(sorted(names)) or 'none'}); ingest a RAG folder into it first"
+        )
     edge_names = sorted(n for n in names if schema.kind_of(n).name == "rag_edges")
     if edges is None:
         if len(edge_names) != 1:
-            raise LsdgraphError(f"database {name!r} has {len(edge_names)} edges collections "
-                                f"({', '.join(edge_names) or 'none'}); choose one with --edges")
+            raise LsdgraphError(
+                f"database {name!r} has {len(edge_names)} edges collections "
+                f"({', '.join(edge_names) or 'none'}); choose one with --edges"
+            )
         edges = edge_names[0]
     if edges not in names:
-        raise LsdgraphError(f"no edges collection {edges!r} in database {name!r}; it has: "
-                            f"{', '.join(edge_names) or 'none'}")
+        raise LsdgraphError(
+            f"no edges collection {edges!r} in database {name!r}; it has: {', '.join(edge_names) or 'none'}"
+        )
     return Rag(store, db, nodes, edges)
 
 
-def open_skeletons(uri: str | None = None, name: str | None = None, prefix: str | None = None,
-                   *, store: Store | None = None) -> SkeletonSet:
+def open_skeletons(
+    uri: str | None = None, name: str | None = None, prefix: str | None = None, *, store: Store | None = None
+) -> SkeletonSet:
     """Open the skeletons ``<prefix>.nodes``/``<prefix>.edges`` in database ``name``."""
     store = store or connect(uri)
     return SkeletonSet.open(store, database(store, name), prefix)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import bson
 import numpy as np
@@ -17,12 +18,21 @@ from lsdgraph._core import retry, schema
 from lsdgraph._core.errors import LsdgraphError, ServerLost, redact_uri
 from lsdgraph._io import bsonio
 
+if TYPE_CHECKING:  # the handles lsdgraph passes around; mongomock's clients stand in for them
+    from pymongo import MongoClient
+    from pymongo.collection import Collection
+    from pymongo.database import Database
+
+    Client = MongoClient[Any]
+    Db = Database[Any]
+    Coll = Collection[Any]
+
 DEFAULT_URI = "mongodb://localhost:27017"
 ENV_URI = "LSDGRAPH_MONGO_URI"
 _RAW = CodecOptions(document_class=RawBSONDocument)
 _TRANSIENT = (perr.AutoReconnect, perr.ConnectionFailure, perr.NetworkTimeout,
               perr.ServerSelectionTimeoutError, perr.WaitQueueTimeoutError)
-_mock_clients: dict[str, object] = {}
+_mock_clients: dict[str, Any] = {}
 T = TypeVar("T")
 
 
@@ -44,15 +54,15 @@ def default_uri() -> str:
 class Store:
     """A connected client and what kind of server it talks to."""
 
-    client: object
+    client: Client
     uri: str          # redacted, safe to print
     mock: bool
     policy: retry.RetryPolicy = retry.DEFAULT
 
-    def db(self, name: str):
+    def db(self, name: str) -> Db:
         return self.client[name]
 
-    def insert_docs(self, coll, docs: bsonio.Docs, what: str) -> "Inserted":
+    def insert_docs(self, coll: Coll, docs: bsonio.Docs, what: str) -> Inserted:
         """Insert documents as they are (raw bytes) with an unordered bulk insert.
 
         A document whose ``_id`` is already there is not inserted (the server says so per
@@ -83,7 +93,7 @@ class Store:
 
         return self.retry(once, what)
 
-    def insert_columns(self, coll, columns: dict[str, tuple[str, np.ndarray]], what: str,
+    def insert_columns(self, coll: Coll, columns: dict[str, tuple[str, np.ndarray]], what: str,
                        batch: int = 200_000) -> int:
         """Insert one new document per row of equal-length ``{field: (bson type, array)}`` columns
         (see :func:`bsonio.encode`), ``batch`` rows at a time; returns the rows."""
@@ -94,7 +104,7 @@ class Store:
             self.insert_docs(coll, docs, what)
         return n
 
-    def create_indexes(self, coll, kind_name: str, *, rename: dict[str, str] | None = None,
+    def create_indexes(self, coll: Coll, kind_name: str, *, rename: dict[str, str] | None = None,
                        unique_only: bool = False, what: str | None = None) -> None:
         """The indexes ``schema.json`` lists for ``kind_name`` (fields renamed by ``rename``, e.g.
         skeleton edges stored with ``source``/``target``), under the retry policy. Idempotent."""
@@ -117,7 +127,7 @@ class Store:
 
         return retry.call(fn, transient=_TRANSIENT, give_up=give_up, policy=self.policy)
 
-    def find_raw(self, coll, filter: dict, fields: Sequence[str], *, hint: str | None = None,
+    def find_raw(self, coll: Coll, filter: dict, fields: Sequence[str], *, hint: str | None = None,
                  batch_size: int = 100_000) -> Iterator[bsonio.Docs]:
         """Stream matching documents as raw batches, scanned into ``fields`` columns.
 
@@ -140,7 +150,7 @@ class Store:
                 raise LsdgraphError(f"{coll.name}: the server sent malformed BSON ({err.describe()})")
             yield docs
 
-    def explain(self, coll, filter: dict, hint: str | None = None) -> dict:
+    def explain(self, coll: Coll, filter: dict, hint: str | None = None) -> dict:
         """executionStats of a find on a real server (mongomock has no planner: empty dict)."""
         if self.mock:
             return {}
@@ -179,7 +189,7 @@ def _mock_match(docs: bsonio.Docs, filter: dict) -> np.ndarray | None:
     return keep
 
 
-def _mock_find_raw(coll, filter: dict, fields: Sequence[str], batch_size: int) -> Iterator[bsonio.Docs]:
+def _mock_find_raw(coll: Coll, filter: dict, fields: Sequence[str], batch_size: int) -> Iterator[bsonio.Docs]:
     need = list(dict.fromkeys(list(fields) + [f for f in filter if not f.startswith("$")]))
     stored = getattr(getattr(coll, "_store", None), "documents", None)
     docs = None
@@ -208,7 +218,7 @@ def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:
         client = _mock_clients.get(uri)
         if client is None:
             client = _mock_clients[uri] = mongomock.MongoClient()
-        return Store(client, shown, True)
+        return Store(cast("Client", client), shown, True)
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise LsdgraphError(f"--db {shown}: not a MongoDB URI; use mongodb://host:port, or mongomock:// "
                             "for the in-process store")

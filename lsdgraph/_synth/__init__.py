@@ -23,9 +23,9 @@ import re
 import sys
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -60,9 +60,9 @@ class SynthResult:
     truth_path: Path
     info_path: Path
     merge_functions: tuple[str, ...]
-    voxel_size: tuple[int, int, int]
-    offset: tuple[int, int, int]
-    shape: tuple[int, int, int]          # voxels, zyx
+    voxel_size: tuple[int, ...]
+    offset: tuple[int, ...]
+    shape: tuple[int, ...]          # voxels, zyx
     n_fragments: int
     n_edges: int                         # per merge function (same pairs in every file)
     n_outside_edges: int                 # of n_edges, those naming a fragment outside the ROI

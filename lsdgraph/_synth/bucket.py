@@ -12,6 +12,7 @@ import json
 import shutil
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,7 +112,7 @@ def _write_rag(m: _Model, spec: DatasetSpec, rag_dir: Path, merge_functions: tup
     params = [(_function_params(f), zlib.crc32(f.encode()) + key) for f in merge_functions]
     block_count = np.zeros([-(-s // bc) + 1 for s in m.shape], np.int64)
     block_count[tuple(m.blocks.T)] = np.diff(m.block_start)
-    counts = dict(n_edges=0, n_outside_edges=0, n_null_scores=0)
+    counts: dict[str, Any] = dict(n_edges=0, n_outside_edges=0, n_null_scores=0)
     out_ids, out_neurons = [], []
     bs = m.block_start
     with open(rag_dir / "nodes.bson", "wb") as nodes_f:
@@ -149,7 +150,7 @@ def _write_rag(m: _Model, spec: DatasetSpec, rag_dir: Path, merge_functions: tup
                 counts["n_outside_edges"] += int(outside.sum())
                 counts["n_null_scores"] += int(null.sum())
                 agg = np.ones(len(us), bool)
-                for j, (f, ((bias, noise), fkey)) in enumerate(zip(edge_fs, params)):
+                for j, (f, ((bias, noise), fkey)) in enumerate(zip(edge_fs, params, strict=True)):
                     score = _function_scores(us, vv, lat, null, bias, noise, fkey)
                     rng = np.random.default_rng([seed, ds_key, 1 + j, batch])
                     f.write(bsonio.encode({"u": ("int", us), "v": ("int", vv),

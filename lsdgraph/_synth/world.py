@@ -388,7 +388,7 @@ def _flat(cells: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def _grid_shape(size: str) -> tuple[int, int, int]:
-    n = max(BLOCK_CELLS + 2, int(round((SIZES[size] * CELLS_PER_FRAGMENT) ** (1 / 3))))
+    n = max(BLOCK_CELLS + 2, round((SIZES[size] * CELLS_PER_FRAGMENT) ** (1 / 3)))
     return (n, n, n)
 
 
@@ -396,7 +396,7 @@ def _model(spec: DatasetSpec, shape: tuple[int, int, int], seed: int, key: int) 
     rng = np.random.default_rng([seed, zlib.crc32(spec.volume.encode())])
     gz, gy, gx = shape
     g = np.array(shape, np.float64)
-    n_tubes = max(3, int(round(np.prod(g) / (TUBE_AREA * g.mean()))))
+    n_tubes = max(3, round(np.prod(g) / (TUBE_AREA * g.mean())))
     label = np.full(gz * gy * gx, -1, np.int32)
     piece = np.full(gz * gy * gx, -1, np.int32)
     pts, tube, along, n_pieces = _walk(gz, gy, gx, n_tubes, int(2 * g.max() / STEP), key, label, piece)
