@@ -49,7 +49,9 @@ from lsdgraph._query.rag import SkeletonSet as SkeletonSet
 from lsdgraph._query.rag import open_rag as open_rag
 from lsdgraph._query.rag import open_skeletons as open_skeletons
 from lsdgraph._query.rag import to_networkx as to_networkx
+from lsdgraph._stores.api import Backend as Backend
+from lsdgraph._stores.api import connect as connect
+from lsdgraph._stores.local_db import LocalBackend as LocalBackend
 from lsdgraph._stores.mongo import Store as Store
-from lsdgraph._stores.mongo import connect as connect
 from lsdgraph._synth import SynthResult as SynthResult
 from lsdgraph._synth import synth as synth

@@ -7,14 +7,18 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from lsdgraph._core.errors import LsdgraphError, redact
+
+if TYPE_CHECKING:
+    from lsdgraph._stores.mongo import Store
 
 
 def _db_args(p: argparse.ArgumentParser, name_required: bool = False) -> None:
     p.add_argument("--db", default=None, metavar="URI",
-                   help="MongoDB URI (default: $LSDGRAPH_MONGO_URI, else mongodb://localhost:27017); "
-                        "mongomock:// is an in-process store")
+                   help="the store: a MongoDB URI (default: $LSDGRAPH_MONGO_URI, else mongodb://localhost:27017), "
+                        "or a folder (file:PATH, ./PATH, /PATH) for the local store without a server")
     p.add_argument("--name", required=name_required, default=None, help="database name")
 
 
@@ -26,7 +30,13 @@ def _s3_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_ingest(a) -> int:
     from lsdgraph._ingest import ingest
+    from lsdgraph._stores.api import default_uri
+    from lsdgraph._stores.mongo import mock_exists
 
+    uri = a.db or default_uri()
+    if uri.startswith("mongomock://") and not mock_exists(uri):  # a fresh one would vanish with the command
+        raise LsdgraphError("--db mongomock:// is the in-process store: it ends with this command and the data "
+                            "with it; keep it without a server in the local store: --db ./lsdgraph-data")
     ingest(a.source, db=a.db, name=a.name, on_duplicate=a.on_duplicate, drop=a.drop, quiet=a.quiet,
            profile=a.profile, endpoint_url=a.endpoint_url, batch_docs=a.batch_docs, wait=a.wait)
     return 0
@@ -35,10 +45,13 @@ def cmd_ingest(a) -> int:
 def cmd_index(a) -> int:
     from lsdgraph._ingest import reindex
     from lsdgraph._query.rag import database
-    from lsdgraph._stores.mongo import connect
+    from lsdgraph._stores.api import connect
 
     store = connect(a.db)
-    for line in reindex(store, database(store, a.name)) or ["nothing to do"]:
+    if store.local:
+        raise LsdgraphError(f"--db {store.uri} is a local store: ingest gave it what reads need; nothing to index")
+    mongo = cast("Store", store)
+    for line in reindex(mongo, mongo.db(database(store, a.name))) or ["nothing to do"]:
         print(line)
     return 0
 
@@ -70,6 +83,22 @@ def cmd_info(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    from lsdgraph._core.roi import parse_roi
+    from lsdgraph._ingest.copy import copy_database
+    from lsdgraph._query.rag import database
+    from lsdgraph._stores.api import connect, is_local
+
+    to = a.to if is_local(a.to) else "./" + a.to
+    src = connect(a.db)
+    dst = connect(to)
+    copy_database(src, database(src, a.name), dst, a.as_name or a.name,
+                  roi=parse_roi(a.roi) if a.roi else None, say=print)
+    print(f"read it with: lsdgraph info --db {dst.uri} --name {a.as_name or a.name}  (or pandas.read_parquet("
+          f"'{dst.uri[5:]}/{a.as_name or a.name}/nodes'))")
+    return 0
+
+
 def cmd_query(a) -> int:
     from lsdgraph._query.export import write_result
 
@@ -78,7 +107,7 @@ def cmd_query(a) -> int:
     out = open(a.out, "w", newline="") if a.out else sys.stdout
     try:
         write_result(out, nodes, edges, fmt=a.format, what=a.what, limit=a.limit,
-                     header=f"{rag.db.name}.{rag.edges_name} roi={a.roi or 'all'} max_score={a.max_score} "
+                     header=f"{rag.db}.{rag.edges_name} roi={a.roi or 'all'} max_score={a.max_score} "
                             f"policy={a.policy}")
     finally:
         if a.out:
@@ -136,7 +165,7 @@ def cmd_evaluate(a) -> int:
 def cmd_demo(a) -> int:
     from lsdgraph._jobs.demo import demo
 
-    demo(a.out, db=a.db or "mongomock://", name=a.name or "lsdgraph_demo", dataset=a.dataset, size=a.size,
+    demo(a.out, db=a.db, name=a.name or "lsdgraph_demo", dataset=a.dataset, size=a.size,
          seed=a.seed)
     return 0
 
@@ -145,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lsdgraph", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("ingest", help="load .bson dumps (file, folder or s3://bucket/prefix) into MongoDB")
+    s = sub.add_parser("ingest", help="load .bson dumps (file, folder or s3://bucket/prefix), or a database of a "
+                                      "local store (file:PATH/DB), into MongoDB or a local store")
     s.add_argument("source", help="a .bson file, a folder (every .bson below it) or s3://bucket/prefix")
     _db_args(s)
     _s3_args(s)
@@ -192,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=20, help="rows shown by --format table (0: all)")
     s.add_argument("--out", default=None, help="write to this file instead of stdout")
     s.set_defaults(func=cmd_query)
+
+    s = sub.add_parser("export", help="copy a database (or the part in an ROI) into a local store: Parquet "
+                                      "files that pandas, polars and DuckDB read as they are")
+    _db_args(s, name_required=True)
+    s.add_argument("--to", required=True, metavar="PATH", help="the local store folder (created if missing)")
+    s.add_argument("--as", dest="as_name", default=None, help="database name there (default: --name)")
+    s.add_argument("--roi", default=None, metavar="Z0,Y0,X0:Z1,Y1,X1",
+                   help="copy only the nodes inside and the edges whose u is inside (nm, half-open)")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("synth", help="write a synthetic dataset in the exact format of the real dumps")
     s.add_argument("out", help="folder to write (the bucket's layout is created below it: OUT/funke/...)")
@@ -250,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the whole pipeline on synthetic data: synth, ingest, query, segment, "
                                     "evaluate; writes a report")
     s.add_argument("--out", default="lsdgraph-demo", help="output folder (default ./lsdgraph-demo)")
-    s.add_argument("--db", default=None, help="MongoDB URI (default: mongomock://, the in-process store)")
+    s.add_argument("--db", default=None, help="store (default: a local store in OUT/db, kept for the printed "
+                                              "follow-up commands; or mongodb://..., mongomock://)")
     s.add_argument("--name", default=None, help="database name (default lsdgraph_demo; it is replaced)")
     s.add_argument("--dataset", choices=("hemi", "zebrafinch", "fib25"), default="hemi")
     s.add_argument("--size", choices=("tiny", "small"), default="small")

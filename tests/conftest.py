@@ -87,7 +87,30 @@ _mock_counter = itertools.count()
 def mock_uri():
     """A fresh in-process mongomock store (``mongomock://…``) for this test."""
     uri = f"mongomock://test-{next(_mock_counter)}-{uuid.uuid4().hex[:8]}"
+    store_mod.connect(uri)  # made in this process, as a script would (the CLI refuses a fresh one)
     yield uri
     store_mod._mock_clients.pop(uri, None)
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# one suite over every store
+
+
+STORES = [pytest.param("mongomock", id="mongomock"), pytest.param("local", id="local"),
+          pytest.param("secantus", id="secantus", marks=pytest.mark.server)]
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store_uri(request, tmp_path_factory):
+    """A fresh store of each kind for the module: ``mongomock://…``, a local store folder, a
+    SecantusDB server (a real wire-protocol server). Tests taking it run once per store."""
+    if request.param == "mongomock":
+        uri = f"mongomock://module-{next(_mock_counter)}-{uuid.uuid4().hex[:8]}"
+        yield uri
+        store_mod._mock_clients.pop(uri, None)
+    elif request.param == "local":
+        yield str(tmp_path_factory.mktemp("local-store") / "store")
+    else:
+        yield request.getfixturevalue("secantus").uri

@@ -226,7 +226,7 @@ def test_same_key_with_different_content_is_an_error_unless_skip(kind, dumps, mo
 def test_subprocess_bad_file_exits_1_with_one_line(dumps):
     name, data, pattern = _cases(dumps)["truncated"]
     path = dumps.write(name, data)
-    r = run_cli("ingest", str(path), "--db", "mongomock://", "--batch-docs", str(BATCH))
+    r = run_cli("ingest", str(path), "--db", str(path.parent / "store"), "--batch-docs", str(BATCH))
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("lsdgraph ingest: error: ")
     assert str(path) in r.stderr and re.search(pattern, r.stderr)
@@ -234,10 +234,10 @@ def test_subprocess_bad_file_exits_1_with_one_line(dumps):
 
 
 def test_subprocess_missing_source_and_no_bson_files(tmp_path):
-    r = run_cli("ingest", str(tmp_path / "nope.bson"), "--db", "mongomock://")
+    r = run_cli("ingest", str(tmp_path / "nope.bson"), "--db", str(tmp_path / "store"))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no such file or folder" in r.stderr
     (tmp_path / "empty").mkdir()
-    r = run_cli("ingest", str(tmp_path / "empty"), "--db", "mongomock://")
+    r = run_cli("ingest", str(tmp_path / "empty"), "--db", str(tmp_path / "store"))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no .bson files there" in r.stderr
 
 
@@ -261,4 +261,11 @@ def test_unreachable_server_in_process_says_how_to_start_one(capsys, monkeypatch
     with pytest.raises(LsdgraphError) as e:
         store_mod.connect()
     assert "hunter2hunter2" not in str(e.value) and "docker compose up -d" in str(e.value)
-    assert "mongomock://" in str(e.value)  # the in-process alternative is named too
+    assert "--db ./lsdgraph-data" in str(e.value)  # the serverless alternative is named too
+
+
+def test_cli_refuses_an_in_process_store_that_would_end_with_the_command(dumps):
+    rag = dumps.rag()
+    r = run_cli("ingest", str(rag.nodes_file), "--db", "mongomock://")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "ends with this command" in r.stderr and "--db ./lsdgraph-data" in r.stderr

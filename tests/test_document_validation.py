@@ -129,7 +129,7 @@ def test_bad_document_is_one_line_naming_file_document_offset_and_field(name, tm
     assert "\n" not in msg and msg.startswith(f"{path}: document #{K} at byte {doc_at}"), msg
     assert f"byte {element_at}" in msg and f"`{case.field}`" in msg and case.also in msg, msg
     assert "server" not in msg.lower() and "fix the" in msg
-    r = run_cli("ingest", str(path), "--db", mock_uri, "--name", "x", "--batch-docs", str(BATCH))
+    r = run_cli("ingest", str(path), "--db", str(path.parent / "store"), "--name", "x", "--batch-docs", str(BATCH))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert msg in r.stderr
 

@@ -14,7 +14,6 @@ import zarr
 
 from lsdgraph import cli
 from lsdgraph._algorithms import metrics
-from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._ingest import ingest
 from lsdgraph._io import bsonio
@@ -22,6 +21,7 @@ from lsdgraph._io.volumes import Volume, create_volume, open_volume, write_chunk
 from lsdgraph._jobs.demo import demo
 from lsdgraph._jobs.evaluate import evaluate, map_skeleton_fragments
 from lsdgraph._query.rag import SkeletonSet
+from lsdgraph._stores import api
 from lsdgraph._stores import mongo as store
 
 from dumpdata import reference_segments
@@ -35,8 +35,10 @@ def data(synthetic):
 
 
 @pytest.fixture(scope="module")
-def loaded(data):
-    s = store.connect("mongomock://test_evaluate")
+def loaded(data, store_uri):
+    """The RAG and skeletons in each kind of store (the tests run once per store)."""
+    s = api.connect(store_uri)
+    s.drop_database("ev")
     ingest(str(data.rag_dir), store=s, name="ev", quiet=True)
     ingest(str(data.skeleton_dir), store=s, name="ev", quiet=True)
     return s
@@ -62,7 +64,7 @@ def expected_fragments(data, nodes, path=None) -> np.ndarray:
 
 
 def test_mapping_is_right_stored_and_reused(data, loaded):
-    db = loaded.db("ev")
+    db = "ev"
     skel = SkeletonSet.open(loaded, db)
     m = map_skeleton_fragments(loaded, db, skel, str(data.fragments_path))
     nodes, _ = skeleton_docs(data)
@@ -75,7 +77,7 @@ def test_mapping_is_right_stored_and_reused(data, loaded):
     assert len({neuron_of[want[n["id"]]] for n in nodes if n["neuron_id"] == nodes[0]["neuron_id"]}) == 1
     again = map_skeleton_fragments(loaded, db, skel, str(data.fragments_path))
     assert again.reused and np.array_equal(np.sort(again.fragments), np.sort(m.fragments))
-    rec = db[schema.META].find_one({"kind": "skeleton_fragments"})
+    rec = next(r for r in loaded.records(db).values() if r.get("kind") == "skeleton_fragments")
     assert rec["nodes"] == len(nodes) and rec["fragments"] == str(data.fragments_path)
 
 
@@ -102,7 +104,7 @@ def test_nodes_outside_the_volume_and_in_the_mask_are_left_out(data, tmp_path):
     full[: src.shape[0] // 2] = 0  # mask out the lower half in z
     for idx, sl in mask.blocks():
         write_chunk(mask, idx, full[sl])
-    db = s.db("m")
+    db = "m"
     m = map_skeleton_fragments(s, db, SkeletonSet.open(s, db), str(data.fragments_path), mask=str(tmp_path / "mask"))
     vox_z = np.floor((pos[:, 0] - src.attrs["offset"][0]) / src.attrs["resolution"][0]).astype(int)
     in_masked_half = (~outside) & (vox_z < src.shape[0] // 2)
@@ -160,11 +162,14 @@ def test_evaluate_equals_a_networkx_reference_and_finds_an_inner_best(data, load
 
 
 def test_cli_evaluate_and_bad_input(data, loaded, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(store, "_mock_clients", {**store._mock_clients, "mongomock://": loaded.client})
+    uri = loaded.uri
+    if not loaded.local and loaded.mock:  # the CLI runs in this process: hand it this mongomock store
+        monkeypatch.setattr(store, "_mock_clients", {**store._mock_clients, "mongomock://": loaded.client})
+        uri = "mongomock://"
     args = [
         "evaluate",
         "--db",
-        "mongomock://",
+        uri,
         "--name",
         "ev",
         "--fragments",
@@ -239,7 +244,7 @@ def sampled(monkeypatch) -> list[str]:
 def skeletons_only(data, mock_uri):
     s = store.connect(mock_uri)
     ingest(str(data.skeleton_dir), store=s, name="fp", quiet=True)
-    db = s.db("fp")
+    db = "fp"
     return s, db, SkeletonSet.open(s, db)
 
 

@@ -429,9 +429,10 @@ def _run_on_a_terminal(args: list[str]) -> tuple[int, str]:
 @pytest.mark.slow
 def test_cli_progress_bar_on_a_terminal_and_quiet(dumps, tmp_path):
     rag = dumps.rag(n_nodes=100)
-    code, tty = _run_on_a_terminal(["ingest", str(rag.nodes_file), "--db", "mongomock://", "--name", "t"])
+    code, tty = _run_on_a_terminal(["ingest", str(rag.nodes_file), "--db", str(tmp_path / "store"), "--name", "t"])
     assert code == 0 and "docs/s" in tty and "ETA" in tty and "nodes" in tty
-    code, tty = _run_on_a_terminal(["ingest", str(rag.nodes_file), "--db", "mongomock://", "--name", "t", "--quiet"])
+    code, tty = _run_on_a_terminal(["ingest", str(rag.nodes_file), "--db", str(tmp_path / "store2"), "--name", "t",
+                                    "--quiet"])
     assert code == 0 and tty == ""
 
 

@@ -401,7 +401,7 @@ def test_edges_whose_nodes_were_replaced_get_their_positions_renewed(dumps, mock
 
 def test_cli_wait_flag_and_one_line(dumps, mock_uri):
     rag = dumps.rag(n_nodes=50)
-    r = run_cli("ingest", str(rag.nodes_file), "--db", "mongomock://", "--wait", "-1")
+    r = run_cli("ingest", str(rag.nodes_file), "--db", str(rag.nodes_file.parent / "store"), "--wait", "-1")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "wait=-1" in r.stderr
 
 

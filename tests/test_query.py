@@ -1,8 +1,10 @@
-"""The query layer on the in-process store: ROI/threshold reads equal a brute-force computation over
-the same bson files, for random ROIs, thresholds and edge policies."""
+"""The query layer on every store (mongomock, the local Parquet store, SecantusDB): ROI/threshold
+reads equal a brute-force computation over the same bson files, for random ROIs, thresholds and
+edge policies."""
 from __future__ import annotations
 
 import math
+import uuid
 import warnings
 
 import bson
@@ -17,6 +19,7 @@ from lsdgraph._core.roi import Roi, as_roi, parse_roi
 from lsdgraph._ingest import ingest
 from lsdgraph._io import bsonio
 from lsdgraph._query import rag as query
+from lsdgraph._stores import api
 from lsdgraph._stores import mongo as store
 
 EXTENT = 1000.0
@@ -60,8 +63,24 @@ def rag_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rag(rag_dir):
+def rag(rag_dir, store_uri):
+    s = api.connect(store_uri)
+    name = f"q{uuid.uuid4().hex[:6]}"
+    ingest(str(rag_dir), store=s, name=name, quiet=True)
+    return query.open_rag(name=name, edges="edges_hist_quant_75", store=s)
+
+
+@pytest.fixture(scope="module")
+def mock_rag(rag_dir):
+    """The RAG on mongomock, for what only a MongoDB store has (collections, $in fallbacks)."""
     s = store.connect("mongomock://test_query")
+    ingest(str(rag_dir), store=s, name="q", quiet=True)
+    return query.open_rag(name="q", edges="edges_hist_quant_75", store=s)
+
+
+@pytest.fixture(scope="module")
+def local_rag(rag_dir, tmp_path_factory):
+    s = api.connect(str(tmp_path_factory.mktemp("local") / "store"))
     ingest(str(rag_dir), store=s, name="q", quiet=True)
     return query.open_rag(name="q", edges="edges_hist_quant_75", store=s)
 
@@ -172,11 +191,11 @@ def test_whole_collection_edge_arrays(rag, truth):
     assert len(u) == sum(1 for e in truth[1] if e["merge_score"] is not None and e["merge_score"] <= 0.3)
 
 
-def test_edges_without_positions_fall_back_with_a_warning(rag, truth):
-    s = rag.store
+def test_edges_without_positions_fall_back_with_a_warning(mock_rag, truth):
+    s = mock_rag.store
     db = s.db("q")
     db["edges_copy"].insert_many([{k: v for k, v in e.items() if k != "_id"} for e in truth[1]])
-    copy = query.Rag(s, db, "nodes", "edges_copy")
+    copy = query.Rag(s, "q", "nodes", "edges_copy")
     roi = Roi((100, 100, 100), (400, 400, 400))
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
@@ -223,9 +242,9 @@ def test_bad_threshold_and_names(rag):
     with pytest.raises(LsdgraphError, match="NaN"):
         rag.read_arrays(None, max_score=float("nan"))
     with pytest.raises(LsdgraphError, match="edges_hist_quant_75, edges_mean"):
-        query.open_rag(name="q", edges="edges_nope", store=rag.store)
+        query.open_rag(name=rag.db, edges="edges_nope", store=rag.store)
     with pytest.raises(LsdgraphError, match="2 edges collections"):
-        query.open_rag(name="q", store=rag.store)
+        query.open_rag(name=rag.db, store=rag.store)
     with pytest.raises(LsdgraphError, match="no database"):
         query.open_rag(name="nope", store=rag.store)
     with pytest.raises(LsdgraphError, match="edge policy"):
@@ -259,11 +278,12 @@ def test_roi_duck_typing():
     ids=st.lists(st.integers(0, 3000), max_size=30),
     exists=st.booleans(),
 )
-def test_mock_column_filter_matches_mongomock_engine(rag, lo, width, op, ids, exists):
-    """The in-process store's vectorized filter selects exactly what mongomock's engine selects."""
+def test_column_filters_match_mongomock_engine(mock_rag, local_rag, lo, width, op, ids, exists):
+    """The in-process store's vectorized filter, and the local store's Arrow expressions, select
+    exactly what mongomock's engine selects."""
     from lsdgraph._stores.mongo import _mock_find_raw
 
-    coll = rag.edges
+    coll = mock_rag.edges
     u_ids = sorted({d["u"] for d in coll.find({}, {"u": 1})})
     chosen = [u_ids[i % len(u_ids)] for i in ids]
     filters = [
@@ -276,6 +296,7 @@ def test_mock_column_filter_matches_mongomock_engine(rag, lo, width, op, ids, ex
     for filt in filters:
         got = [len(d) for d in _mock_find_raw(coll, filt, ["_id"], 10_000)]
         assert sum(got) == coll.count_documents(filt), filt
+        assert local_rag.store.count_where(local_rag.db, local_rag.edges_name, filt) == sum(got), filt
         got_ids = {
             bson.decode(d.raw(i))["_id"] for d in _mock_find_raw(coll, filt, ["_id"], 500) for i in range(len(d))
         }

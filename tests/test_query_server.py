@@ -268,7 +268,7 @@ def test_explain_would_catch_a_collection_scan(rag):
     """The ratio is a real measurement on this server: the same node filter without the hint is
     a collection scan that examines every node."""
     roi = Roi((0, 0, 0), (100, 100, 100))
-    (row,) = query.explain_queries(rag.store, [(rag.nodes, mongo_filter(roi, schema.NODE_POSITION), None)])
+    row = rag.store.explain_read(rag.db, rag.nodes_name, mongo_filter(roi, schema.NODE_POSITION))  # no role: no hint
     assert row["index"] is None and row["docs_examined"] == rag.nodes.estimated_document_count() > 10 * row["returned"]
 
 
@@ -349,7 +349,8 @@ def test_skeleton_reads_are_bounded_by_an_index(loaded):
         assert [r["index"] for r in rows] == expected
         nodes, _edges = skeleton_brute(loaded, roi, ids)
         assert rows[0]["returned"] == len(nodes)
-        for r, coll in zip(rows, (sk.nodes, sk.edges), strict=True):
+        mongo = sk.store.db(sk.db)
+        for r, coll in zip(rows, (mongo[sk.nodes_name], mongo[sk.edges_name]), strict=True):
             assert set(r["filter"]) <= index_fields(coll, r["index"])
             assert r["docs_examined"] <= 1.2 * r["returned"], r
 

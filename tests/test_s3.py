@@ -164,7 +164,7 @@ def test_403_with_a_secret_in_the_environment_never_shows_it(dumps, s3):
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzSECRETKEY"
     env = subprocess_env(AWS_ACCESS_KEY_ID="AKIAIOSFODNN7EXAMPLE", AWS_SECRET_ACCESS_KEY=secret,
                          AWS_SESSION_TOKEN="FwoGZXIvYXdzSESSIONTOKEN")
-    r = run_cli("ingest", url, "--endpoint-url", s3.endpoint, "--db", "mongomock://", env=env)
+    r = run_cli("ingest", url, "--endpoint-url", s3.endpoint, "--db", str(rag.nodes_file.parent / "store"), env=env)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "access denied (403)" in r.stderr
     assert secret not in r.stdout + r.stderr and "SESSIONTOKEN" not in r.stdout + r.stderr
     r = run_cli("ls", f"s3://{s3.bucket}/{PRIVATE}/{s3.prefix}", "--endpoint-url", s3.endpoint, env=env)

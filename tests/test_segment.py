@@ -14,7 +14,7 @@ from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._ingest import ingest
 from lsdgraph._io.volumes import open_volume
 from lsdgraph._jobs import relabel, results, segment
-from lsdgraph._stores import mongo as store
+from lsdgraph._stores import api
 
 from dumpdata import reference_segments as reference
 
@@ -28,8 +28,10 @@ def data(synthetic):
 
 
 @pytest.fixture(scope="module")
-def loaded(data):
-    s = store.connect("mongomock://test_segment")
+def loaded(data, store_uri):
+    """The RAG in each kind of store (the tests run once per store)."""
+    s = api.connect(store_uri)
+    s.drop_database("seg")
     ingest(str(data.rag_dir), store=s, name="seg", quiet=True)
     return s
 
@@ -58,17 +60,21 @@ def test_segment_from_database_matches_networkx_and_writes_everything(data, load
 def test_luts_and_tree_in_mongodb(data, loaded, tmp_path):
     r = segment.segment(store=loaded, name="seg", edges=EDGES, thresholds=THRESHOLDS, out=tmp_path, quiet=True,
                         db_luts="0.3,0.5")
-    db = loaded.db("seg")
-    luts = db[schema.LUT_PREFIX + EDGES]
-    assert {d["threshold"] for d in luts.find({}, {"threshold": 1})} == {0.3, 0.5}
-    assert {i["name"] for i in luts.list_indexes()} >= {"fragment", "segment"}
-    rec = db[schema.META].find_one({"_id": luts.name})
+    lut_name = schema.LUT_PREFIX + EDGES
+    thresholds = loaded.read("seg", lut_name, {}, {"threshold": "float64"})["threshold"]
+    assert set(thresholds.tolist()) == {0.3, 0.5} and len(thresholds) == r.db_luts
+    if not loaded.local:
+        assert {i["name"] for i in loaded.db("seg")[lut_name].list_indexes()} >= {"fragment", "segment"}
+    rec = loaded.record("seg", lut_name)
     assert rec["thresholds"] == [0.3, 0.5] and rec["documents"] == r.db_luts
     expected = reference_segments(data, 0.5)
     for f in list(expected)[::37]:
-        assert results.segment_of(loaded, db, EDGES, f, 0.5) == expected[f]
+        assert results.segment_of(loaded, "seg", EDGES, f, 0.5) == expected[f]
     # walking the tree documents from a fragment gives the same segment at any threshold
-    tree = {d["fragment"]: (d["parent"], d["score"]) for d in db[schema.TREE_PREFIX + EDGES].find()}
+    cols = loaded.read("seg", schema.TREE_PREFIX + EDGES, {}, {"fragment": "int64", "parent": "int64",
+                                                               "score": "float64"})
+    tree = {f: (p, sc) for f, p, sc in zip(cols["fragment"].tolist(), cols["parent"].tolist(),
+                                            cols["score"].tolist(), strict=True)}
     for f in list(expected)[::53]:
         s = f
         while s in tree and np.float32(tree[s][1]) <= np.float32(0.5):

@@ -88,3 +88,4 @@ NODE_POSITION = kind("rag_nodes").position
 SCORE = load()["threshold"]["field"]
 EDGE_POLICIES = tuple(load()["roi"]["edge_policies"])
 DEFAULT_EDGE_POLICY = load()["roi"]["default_edge_policy"]
+LOCAL = {k: v for k, v in load()["local"].items() if k != "about"}

@@ -1,5 +1,5 @@
-"""Bulk-load mongodump ``.bson`` files (local or S3) into MongoDB: streaming, validated,
-resumable, idempotent, one owner per collection.
+"""Bulk-load mongodump ``.bson`` files (local or S3) into MongoDB, or into the local Parquet
+store (:mod:`.local`): streaming, validated, resumable, idempotent, one owner per collection.
 
 Each file goes to a staging collection (``lsdgraph_staging.<name>``) batch by batch, raw BSON
 passed through, under a lease in its ``lsdgraph_meta`` record (:mod:`.lease`); the record holds the
@@ -11,13 +11,14 @@ complete (:mod:`.load`).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pymongo import errors as perr
 
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError, ServerLost
 from lsdgraph._ingest import keys
+from lsdgraph._ingest.copy import copy_database, local_database
 from lsdgraph._ingest.joins import (
     NodeTable,
     add_edge_positions,
@@ -27,11 +28,14 @@ from lsdgraph._ingest.joins import (
 )
 from lsdgraph._ingest.lease import acquire
 from lsdgraph._ingest.load import VERSION, IngestReport, Options, run
+from lsdgraph._ingest.local import run_local
 from lsdgraph._ingest.plan import default_db_name, nodes_for, plan, skip_reason
 from lsdgraph._io.sources import S3Options, list_files
-from lsdgraph._stores.mongo import Store, connect
+from lsdgraph._stores.api import Backend, connect
+from lsdgraph._stores.mongo import Store
 
 if TYPE_CHECKING:
+    from lsdgraph._stores.local_db import LocalBackend
     from lsdgraph._stores.mongo import Db
 
 __all__ = [
@@ -51,7 +55,7 @@ __all__ = [
 def ingest(source: str, *, db: str | None = None, name: str | None = None, on_duplicate: str = "error",
            drop: bool = False, quiet: bool = False, progress: bool | None = None,
            profile: str | None = None, endpoint_url: str | None = None, batch_docs: int = 20_000,
-           chunk_bytes: int = 8 << 20, wait: float | None = None, store: Store | None = None,
+           chunk_bytes: int = 8 << 20, wait: float | None = None, store: Backend | None = None,
            out=None) -> list[IngestReport]:
     """Load every ``.bson`` file at ``source`` into database ``name`` at ``db`` (a URI).
 
@@ -72,12 +76,21 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
         if not quiet:
             print(line, file=out, flush=True)
 
+    from_store = local_database(source)
+    if from_store is not None:  # a database of a local store: copied as it is
+        store = store or connect(db)
+        src = connect(from_store[0])
+        lines = copy_database(src, from_store[1], store, name or from_store[1], say=say)
+        if not store.local:
+            ensure_daisy_meta(cast("Store", store), cast("Store", store).db(name or from_store[1]))
+        return [IngestReport(f"{src.uri}/{from_store[1]}", line.split()[1], "copy", "complete") for line in lines
+                if line.startswith("copied")]
     files = list_files(source, s3=S3Options(profile=profile, endpoint_url=endpoint_url))
     if not files:
         raise LsdgraphError(f"{source}: no .bson files there; list what is there with `lsdgraph ls`")
     store = store or connect(db)
     name = name or default_db_name(source)
-    database = store.db(name)
+    database = None if store.local else cast("Store", store).db(name)
     opts = Options(on_duplicate=on_duplicate, drop=drop, quiet=quiet, progress=progress, batch_docs=batch_docs,
                    chunk_bytes=chunk_bytes, wait=wait, say=say)
     planned = plan(files)
@@ -96,7 +109,10 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
                                    "positions from them; fix that file and rerun")
         else:
             try:
-                r = run(store, database, f, coll_name, kind, opts, nodes=nodes)
+                if database is None:
+                    r = run_local(cast("LocalBackend", store), name, f, coll_name, kind, opts, nodes=nodes)
+                else:
+                    r = run(cast("Store", store), database, f, coll_name, kind, opts, nodes=nodes)
             except LsdgraphError as e:
                 r = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size, error=str(e))
                 if kind.name in ("rag_nodes", "skeleton_nodes"):
@@ -108,20 +124,26 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
         reports.append(r)
         say(r.line())
     failed = [r for r in reports if r.status == "failed"]
-    try:
-        lines = finish_database(store, database, wait=wait, say=say)
-    except (perr.PyMongoError, LsdgraphError) as e:
-        if failed:
-            lines = []  # the first file error is the one to report
-        else:
-            raise LsdgraphError(f"{source}: MongoDB at {store.uri} failed while adding edge positions "
-                                f"({type(e).__name__}: {keys.short(e)}); rerun the same command to finish") from None
+    if database is None:  # the local store joins positions during the load; daisy does not read it
+        lines = []
+    else:
+        lines = _finish(cast("Store", store), database, source, failed, wait, say)
     for line in lines:
         say(line)
     if failed:
         more = f" (and {len(failed) - 1} more failed files)" if len(failed) > 1 else ""
         raise LsdgraphError(f"{failed[0].error}{more}")
     return reports
+
+
+def _finish(store: Store, database: Db, source: str, failed: list, wait: float | None, say) -> list[str]:
+    try:
+        return finish_database(store, database, wait=wait, say=say)
+    except (perr.PyMongoError, LsdgraphError) as e:
+        if failed:
+            return []  # the first file error is the one to report
+        raise LsdgraphError(f"{source}: MongoDB at {store.uri} failed while adding edge positions "
+                            f"({type(e).__name__}: {keys.short(e)}); rerun the same command to finish") from None
 
 
 def finish_database(store: Store, db: Db, *, wait: float | None = None, say=lambda line: None) -> list[str]:

@@ -41,8 +41,8 @@ def read_columns(path: Path, kind: schema.Kind, fields: dict[str, str]) -> dict[
             if msg:
                 raise LsdgraphError(msg)
             if err is not None:
-                raise LsdgraphError(f"{path}: document #{n + len(docs)} at byte {base + err.doc_offset:,}: "
-                                    f"{err.describe(base)} — the file is damaged or not a .bson dump")
+                raise LsdgraphError(validate.structure_message(str(path), path.stat().st_size, base, n + len(docs),
+                                                               err, docs.buf))
             for f, dtype in fields.items():
                 parts[f].append(docs.column(f, dtype))
             n += len(docs)

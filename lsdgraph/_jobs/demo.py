@@ -1,6 +1,7 @@
 """``lsdgraph demo``: the whole pipeline on data made here — synthesise a dataset in the real dumps'
 format, ingest it, read an ROI, agglomerate over many thresholds, evaluate against the skeletons, and
-write a report folder. Runs on the in-process store by default; ``--db mongodb://...`` unchanged."""
+write a report folder. The database stays in a local store inside the output folder (``--db`` picks
+another store: ``mongodb://...``, ``mongomock://``), and the commands to explore it are printed."""
 from __future__ import annotations
 
 import json
@@ -16,11 +17,11 @@ from lsdgraph._jobs.evaluate import evaluate
 from lsdgraph._jobs.results import write_lut_documents
 from lsdgraph._jobs.segment import segment
 from lsdgraph._query.rag import open_rag, open_skeletons
-from lsdgraph._stores.mongo import connect
+from lsdgraph._stores.api import connect
 from lsdgraph._synth import synth
 
 
-def demo(out: str | Path = "lsdgraph-demo", *, db: str = "mongomock://", name: str = "lsdgraph_demo",
+def demo(out: str | Path = "lsdgraph-demo", *, db: str | None = None, name: str = "lsdgraph_demo",
          dataset: str = "hemi", size: str = "small", seed: int = 0, thresholds: str = "0:1:0.02",
          edges: str = "edges_hist_quant_75", stream=None) -> dict:
     """Run the pipeline; returns a dict of what was written where (also ``report/summary.json``)."""
@@ -45,13 +46,13 @@ def demo(out: str | Path = "lsdgraph-demo", *, db: str = "mongomock://", name: s
     say(f"1. synthesised a {size} {dataset} dataset: {data.n_fragments:,} fragments, {data.n_edges:,} edges per "
         f"merge function, {data.n_skeletons} skeletons -> {data.rag_dir}")
 
+    db = db or str((out / "db").resolve())  # the local store: it stays for the follow-up commands
     store = connect(db)
-    store.client.drop_database(name)
+    store.drop_database(name)
     for source in (data.rag_dir / "nodes.bson", data.rag_dir / f"{edges}.bson", data.skeleton_dir):
         ingest(str(source), store=store, name=name, quiet=True)
     step("ingest")
-    db_obj = store.db(name)
-    counts = {c: db_obj[c].estimated_document_count() for c in sorted(db_obj.list_collection_names())
+    counts = {c: n for c, n, _ in store.inventory(name)
               if not c.startswith(schema.OWN_PREFIX) and c != schema.DAISY_META}
     say(f"2. ingested into {store.uri} database {name!r}: " + ", ".join(f"{c} {n:,}" for c, n in counts.items()))
 
@@ -76,7 +77,7 @@ def demo(out: str | Path = "lsdgraph-demo", *, db: str = "mongomock://", name: s
     ev = evaluate(store=store, name=name, fragments=str(data.fragments_path), edges=edges, thresholds=thresholds,
                   out=report, tree_dir=out / "segments", quiet=True)
     best = ev.best
-    n = write_lut_documents(store, db_obj, edges, seg.tree, [best["threshold"]])
+    n = write_lut_documents(store, name, edges, seg.tree, [best["threshold"]])
     step("evaluate")
     say(f"5. evaluated {len(ev.table)} thresholds against the skeletons: best ERL at t = {best['name']} "
         f"({best['erl'] / 1000:.2f} µm, {best['erl_fraction']:.0%} of perfect; VOI split {best['voi_split']:.2f}, "
@@ -98,4 +99,17 @@ def demo(out: str | Path = "lsdgraph-demo", *, db: str = "mongomock://", name: s
         + "\nseconds per step: " + ", ".join(f"{k} {v}" for k, v in steps.items()) + "\n")
     total = sum(steps.values())
     say(f"done in {total:.1f} s. Report: {report}/ (README.txt, {ev.paths['png'].name}, {ev.paths['csv'].name})")
+    if not db.startswith("mongomock://"):
+        for line in follow_ups(db, name, edges, str(Path(str(data.fragments_path)).resolve()), centre):
+            say(line)
     return summary
+
+
+def follow_ups(db: str, name: str, edges: str, fragments: str, roi: Roi) -> list[str]:
+    """The commands that explore what the demo left in ``db``."""
+    box = ",".join(f"{b:g}" for b in roi.begin) + ":" + ",".join(f"{e:g}" for e in roi.end)
+    q = f"--db {db} --name {name}"
+    return ["explore it:",
+            f"  lsdgraph info {q}",
+            f"  lsdgraph query {q} --edges {edges} --roi {box} --max-score 0.5",
+            f"  lsdgraph evaluate {q} --edges {edges} --fragments {fragments} --out {Path(db).parent / 'evaluate'}"]

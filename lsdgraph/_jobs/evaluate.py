@@ -13,7 +13,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,16 +22,12 @@ from lsdgraph._algorithms import metrics
 from lsdgraph._core import schema
 from lsdgraph._core.errors import redact_record
 from lsdgraph._core.ids import IdIndex
-from lsdgraph._io import bsonio
 from lsdgraph._io.sources import S3Options
 from lsdgraph._jobs.trees import build_tree
 from lsdgraph._query.rag import SkeletonSet, database, open_rag
-from lsdgraph._stores.mongo import Store, connect
+from lsdgraph._stores.api import Backend, connect
 
-if TYPE_CHECKING:
-    from lsdgraph._stores.mongo import Coll, Db
-
-MAP_PREFIX = schema.names()["skeleton_fragments_prefix"]
+MAP_PREFIX = schema.SKELETON_FRAGMENTS_PREFIX
 
 
 @dataclass
@@ -51,13 +46,13 @@ def _map_key(prefix: str, fragments: str, mask: str | None) -> str:
     return hashlib.sha256(f"{prefix}|{fragments}|{mask}".encode()).hexdigest()[:12]
 
 
-def _collection_identity(db: Db, coll: Coll) -> dict:
+def _collection_identity(store: Backend, db: str, coll: str) -> dict:
     """What identifies a collection's content: its ingest checksum, else (not loaded by
     lsdgraph) its count."""
-    rec = db[schema.META].find_one({"_id": coll.name}) or {}
+    rec = store.record(db, coll) or {}
     if rec.get("checksum"):
         return {"checksum": rec["checksum"]}
-    return {"count": coll.estimated_document_count()}
+    return {"count": store.count(db, coll)}
 
 
 _WHAT = {"fragments": "the fragments volume", "mask": "the mask volume", "skeletons": "the skeletons"}
@@ -78,7 +73,7 @@ def _stale(rec: dict | None, inputs: dict) -> str | None:
     return f"{' and '.join(changed)} changed since the mapping was stored: recomputed" if changed else None
 
 
-def map_skeleton_fragments(store: Store, db: Db, skel: SkeletonSet, fragments: str, *, mask: str | None = None,
+def map_skeleton_fragments(store: Backend, db: str, skel: SkeletonSet, fragments: str, *, mask: str | None = None,
                            s3: S3Options | None = None, recompute: bool = False) -> NodeFragments:
     """Sample ``fragments`` (and ``mask``) at every skeleton node, or read the stored result:
     collection ``lsdgraph_skeleton_fragments.<key>`` holds ``{node, fragment}`` per skeleton node,
@@ -88,19 +83,16 @@ def map_skeleton_fragments(store: Store, db: Db, skel: SkeletonSet, fragments: s
     from lsdgraph._io.volumes import fingerprint, open_volume
 
     name = f"{MAP_PREFIX}{_map_key(skel.prefix, fragments, mask)}"
-    meta = db[schema.META]
-    rec = meta.find_one({"_id": name})
-    n_nodes = skel.nodes.estimated_document_count()
-    coll = db[name]
+    rec = store.record(db, name)
+    n_nodes = store.count(skel.db, skel.nodes_name)
     vol = open_volume(fragments, s3=s3)
     mvol = open_volume(mask, s3=s3) if mask else None
     inputs = {"fragments": fingerprint(vol, s3=s3) or "unlisted",
               "mask": (fingerprint(mvol, s3=s3) or "unlisted") if mvol else None,
-              "skeletons": _collection_identity(skel.db, skel.nodes)}
+              "skeletons": _collection_identity(store, skel.db, skel.nodes_name)}
     note = None if recompute else _stale(rec, inputs)
     if rec and rec.get("status") == "complete" and not recompute and note is None:
-        parts = list(store.find_raw(coll, {}, ("node", "fragment")))
-        cols = bsonio.columns(parts, {"node": "int64", "fragment": "uint64"})
+        cols = store.read(db, name, {}, {"node": "int64", "fragment": "uint64"})
         node, frag = cols["node"], cols["fragment"]
         return NodeFragments(node, frag, rec["outside"], rec["masked"], True)
     nodes, _ = skel.arrays()
@@ -115,12 +107,11 @@ def map_skeleton_fragments(store: Store, db: Db, skel: SkeletonSet, fragments: s
         masked = int(drop.sum())
         frag[drop] = 0
     node_ids = nodes["id"].to_numpy(np.int64)
-    coll.drop()
-    store.insert_columns(coll, {"node": ("int64", node_ids), "fragment": ("int64", frag.view(np.int64))}, name)
-    store.create_indexes(coll, "skeleton_fragments")
-    meta.replace_one({"_id": name}, redact_record({
-        "_id": name, "kind": "skeleton_fragments", "skeletons": skel.prefix, "fragments": fragments, "mask": mask,
-        "nodes": n_nodes, "inputs": inputs, "outside": outside, "masked": masked, "status": "complete"}), upsert=True)
+    store.replace(db, name, [{"node": ("int64", node_ids), "fragment": ("int64", frag.view(np.int64))}],
+                  "skeleton_fragments")
+    store.put_record(db, name, redact_record({
+        "kind": "skeleton_fragments", "skeletons": skel.prefix, "fragments": fragments, "mask": mask,
+        "nodes": n_nodes, "inputs": inputs, "outside": outside, "masked": masked, "status": "complete"}))
     return NodeFragments(node_ids, frag, outside, masked, False, note)
 
 
@@ -180,7 +171,7 @@ def plot(table: pd.DataFrame, best: pd.Series, path: Path, title: str) -> Path:
     return path
 
 
-def evaluate(*, store: Store | None = None, db: str | None = None, name: str | None = None,
+def evaluate(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
              skeletons: str | None = None, skeletons_name: str | None = None, fragments: str,
              mask: str | None = None, edges: str = "edges_hist_quant_75", thresholds="0:1:0.02",
              out: str | Path, tree_dir: str | Path | None = None, roi=None, merge_rule: metrics.MergeRule = "segment",
@@ -227,11 +218,11 @@ def evaluate(*, store: Store | None = None, db: str | None = None, name: str | N
     table.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".json").write_text(table.to_json(orient="records", indent=1))
     png = plot(table, best, stem.with_suffix(".png"),
-               f"{rag.db.name}: {edges} vs {skel.prefix} skeletons ({len(sk.skeleton_ids)} skeletons, "
+               f"{rag.db}: {edges} vs {skel.prefix} skeletons ({len(sk.skeleton_ids)} skeletons, "
                f"{sk.total_length / 1000:.0f} µm)")
     by_voi = metrics.best_threshold(table, by="voi_sum")
     text = [
-        f"evaluation of {rag.db.name}.{edges} against {skel.db.name}.{skel.prefix} skeletons",
+        f"evaluation of {rag.db}.{edges} against {skel.db}.{skel.prefix} skeletons",
         f"  skeletons: {len(sk.skeleton_ids):,} ({len(nodes):,} nodes, {sk.total_length / 1000:,.1f} µm of cable); "
         f"{mapping.outside:,} nodes outside the volume, {mapping.masked:,} masked",
         *([f"  note: {mapping.note}"] if mapping.note else []),

@@ -8,24 +8,25 @@ from typing import Any
 from lsdgraph._core import schema
 from lsdgraph._ingest.lease import state as load_state
 from lsdgraph._query.rag import Rag, database
-from lsdgraph._stores.mongo import connect
+from lsdgraph._stores.api import connect
 
 
 def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int = 10) -> dict:
     """A JSON-able description of database ``name``."""
     store = connect(uri)
     db = database(store, name)
-    names = sorted(db.list_collection_names())
-    meta = {r["_id"]: r for r in db[schema.META].find()}
+    inventory = store.inventory(db)
+    names = [n for n, _, _ in inventory]
+    meta = store.records(db)
     colls = []
     described = set()
-    for n in names:
+    for n, count, indexes in inventory:
         if n == schema.META:
             continue
         own = n[len(schema.STAGING_PREFIX):] if n.startswith(schema.STAGING_PREFIX) else n
         rec = meta.get(own) or {}
         described.add(own)
-        colls.append(_collection(n, rec, db[n].estimated_document_count(), sorted(db[n].index_information())))
+        colls.append(_collection(n, rec, count, indexes))
     # loads that failed or died before their first batch have a record and no collection yet
     colls += [_collection(n, rec, 0, []) for n, rec in sorted(meta.items())
               if n not in described and rec.get("status") not in (None, "complete")]

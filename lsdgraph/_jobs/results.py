@@ -1,60 +1,53 @@
-"""Agglomeration results in MongoDB: the merge tree (``lsdgraph_tree.<edges>``) and per-threshold
-LUTs (``lsdgraph_lut.<edges>``) as documents the mongo shell scripts read, with their records in
-``lsdgraph_meta``."""
+"""Agglomeration results in the store: the merge tree (``lsdgraph_tree.<edges>``) and per-threshold
+LUTs (``lsdgraph_lut.<edges>``) as documents (rows, in the local store) that the mongo shell scripts
+and :func:`segment_of` read, with their records in ``lsdgraph_meta``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 import numpy as np
 
 from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._core import schema
 from lsdgraph._core.roi import as_roi
-from lsdgraph._stores.mongo import Store
-
-if TYPE_CHECKING:
-    from lsdgraph._stores.mongo import Db
+from lsdgraph._stores.api import Backend
 
 
-def write_tree_documents(store: Store, db: Db, edges: str, tree: agglomerate.MergeTree) -> int:
-    """The tree in MongoDB (``lsdgraph_tree.<edges>``): one document per merged fragment,
-    ``{fragment, parent, score}``; a fragment without a document is a root."""
-    coll = db[schema.TREE_PREFIX + edges]
-    coll.drop()
+def write_tree_documents(store: Backend, db: str, edges: str, tree: agglomerate.MergeTree) -> int:
+    """The tree: one document per merged fragment, ``{fragment, parent, score}``; a fragment
+    without a document is a root."""
     merged = np.flatnonzero(tree.parent != np.arange(len(tree), dtype=tree.parent.dtype))
-    n = store.insert_columns(coll, {
-        "fragment": ("int64", tree.fragments[merged].view(np.int64)),
-        "parent": ("int64", tree.fragments[tree.parent[merged]].view(np.int64)),
-        "score": ("double", tree.score[merged].astype(np.float64))}, coll.name)
-    store.create_indexes(coll, "merge_tree")
-    return n
+    columns = {"fragment": ("int64", tree.fragments[merged].view(np.int64)),
+               "parent": ("int64", tree.fragments[tree.parent[merged]].view(np.int64)),
+               "score": ("double", tree.score[merged].astype(np.float64))}
+    return store.replace(db, schema.TREE_PREFIX + edges, [columns], "merge_tree")
 
 
-def write_lut_documents(store: Store, db: Db, edges: str, tree: agglomerate.MergeTree, thresholds,
+def write_lut_documents(store: Backend, db: str, edges: str, tree: agglomerate.MergeTree, thresholds,
                         roi=None) -> int:
-    """LUTs in MongoDB (``lsdgraph_lut.<edges>``): ``{threshold, fragment, segment}`` for every
-    fragment that is not its own segment at that threshold (a fragment without a document at t is a
-    segment by itself), indexed by (threshold, fragment) and (threshold, segment). Replaces what a
-    previous run wrote; the run's thresholds and ROI are recorded in ``lsdgraph_meta``."""
-    coll = db[schema.LUT_PREFIX + edges]
-    coll.drop()
-    total = 0
+    """LUTs: ``{threshold, fragment, segment}`` for every fragment that is not its own segment at
+    that threshold (a fragment without a document at t is a segment by itself), indexed by
+    (threshold, fragment) and (threshold, segment). Replaces what a previous run wrote; the run's
+    thresholds and ROI are recorded in ``lsdgraph_meta``."""
+    name = schema.LUT_PREFIX + edges
     frag64 = tree.fragments.view(np.int64)
-    for t in np.asarray(thresholds, float).tolist():
-        seg = tree.cut(t)
-        moved = np.flatnonzero(seg != tree.fragments)
-        total += store.insert_columns(coll, {
-            "threshold": ("double", np.full(len(moved), t)),
-            "fragment": ("int64", frag64[moved]),
-            "segment": ("int64", seg[moved].view(np.int64))}, coll.name)
-    store.create_indexes(coll, "lut")
-    db[schema.META].replace_one({"_id": coll.name}, {
-        "_id": coll.name, "kind": "lut", "edges": edges, "thresholds": list(map(float, thresholds)),
-        "roi": str(as_roi(roi)), "fragments": len(tree), "documents": total, "status": "complete"}, upsert=True)
+
+    def chunks() -> Iterator[dict]:
+        for t in np.asarray(thresholds, float).tolist():  # by threshold, then fragment: the index order
+            seg = tree.cut(t)
+            moved = np.flatnonzero(seg != tree.fragments)
+            yield {"threshold": ("double", np.full(len(moved), t)), "fragment": ("int64", frag64[moved]),
+                   "segment": ("int64", seg[moved].view(np.int64))}
+
+    total = store.replace(db, name, chunks(), "lut")
+    store.put_record(db, name, {"kind": "lut", "edges": edges, "thresholds": list(map(float, thresholds)),
+                                "roi": str(as_roi(roi)), "fragments": len(tree), "documents": total,
+                                "status": "complete"})
     return total
 
 
-def segment_of(store: Store, db: Db, edges: str, fragment: int, threshold: float) -> int:
+def segment_of(store: Backend, db: str, edges: str, fragment: int, threshold: float) -> int:
     """Which segment holds ``fragment`` at ``threshold``, from the LUT documents."""
-    doc = db[schema.LUT_PREFIX + edges].find_one({"threshold": float(threshold), "fragment": int(fragment)})
-    return int(doc["segment"]) if doc else int(fragment)
+    got = store.find_value(db, schema.LUT_PREFIX + edges, {"threshold": float(threshold), "fragment": int(fragment)},
+                           "segment", role=("lut", "fragment"))
+    return int(fragment) if got is None else int(got)

@@ -15,7 +15,7 @@ from lsdgraph._core import schema
 from lsdgraph._jobs.results import write_lut_documents
 from lsdgraph._jobs.trees import build_tree
 from lsdgraph._query.rag import open_rag
-from lsdgraph._stores.mongo import Store
+from lsdgraph._stores.api import Backend
 
 LUT_DIR = Path("luts") / "fragment_segment"
 
@@ -33,7 +33,7 @@ class SegmentResult:
     seconds: dict
 
 
-def segment(*, store: Store | None = None, db: str | None = None, name: str | None = None,
+def segment(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
             edges: str = "edges_hist_quant_75", bson: str | None = None, thresholds="0:1:0.02", roi=None,
             out: str | Path, lut_files: bool = True, db_luts: str = "all", quiet: bool = False,
             stream=None) -> SegmentResult:
@@ -60,7 +60,7 @@ def segment(*, store: Store | None = None, db: str | None = None, name: str | No
         t1 = time.perf_counter()
         written = write_lut_documents(rag.store, rag.db, edges, tree, chosen, roi=roi)
         seconds["db_luts"] = time.perf_counter() - t1
-        log(f"wrote {written:,} LUT documents to {rag.db.name}.{schema.LUT_PREFIX}{edges} "
+        log(f"wrote {written:,} LUT documents to {rag.db}.{schema.LUT_PREFIX}{edges} "
             f"in {seconds['db_luts']:.1f} s")
     summary = agglomerate.summary(tree, thresholds)
     summary.to_csv(out / f"summary_{edges}.csv", index=False)

@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from lsdgraph._algorithms import merge_tree as agglomerate
-from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.progress import Progress
 from lsdgraph._core.roi import as_roi
 from lsdgraph._io import dumps
 from lsdgraph._jobs.results import write_tree_documents
 from lsdgraph._query.rag import open_rag
-from lsdgraph._stores.mongo import Store
+from lsdgraph._stores.api import Backend
 
 
 def _digest(obj) -> str:
@@ -28,12 +27,10 @@ def _digest(obj) -> str:
 def _db_inputs(rag) -> dict:
     """What identifies a database RAG's content: the ingest records (checksums) or, for databases
     lsdgraph did not load, the counts."""
-    meta = rag.db[schema.META]
-    out = {"db": rag.db.name, "edges": rag.edges_name}
+    out = {"db": rag.db, "store": rag.store.uri, "edges": rag.edges_name}
     for coll in (rag.nodes_name, rag.edges_name):
-        rec = meta.find_one({"_id": coll}) or {}
-        out[coll] = (rec.get("checksum"), rec.get("loaded"), str(rec.get("finished")),
-                     rag.db[coll].estimated_document_count())
+        rec = rag.store.record(rag.db, coll) or {}
+        out[coll] = (rec.get("checksum"), rec.get("loaded"), str(rec.get("finished")), rag.store.count(rag.db, coll))
     return out
 
 
@@ -66,7 +63,7 @@ def save_tree(tree: agglomerate.MergeTree, out: Path, edges: str, key: str, inpu
     return path
 
 
-def build_tree(*, store: Store | None = None, db: str | None = None, name: str | None = None,
+def build_tree(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
                edges: str = "edges_hist_quant_75", bson: str | None = None, roi=None, out: str | Path,
                log=None, progress: bool | None = False) -> tuple[agglomerate.MergeTree, Path, bool, dict]:
     """The merge tree for a RAG, reused from ``out`` when the inputs are unchanged.
@@ -114,7 +111,7 @@ def build_tree(*, store: Store | None = None, db: str | None = None, name: str |
 
 def _read_edges(rag, roi, progress: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All edges (or those whose u is in ``roi``) as arrays, with a progress bar on a terminal."""
-    bar = Progress(f"reading {rag.edges_name}", rag.edges.estimated_document_count(), enabled=progress,
+    bar = Progress(f"reading {rag.edges_name}", rag.store.count(rag.db, rag.edges_name), enabled=progress,
                    amount=lambda n: f"{n:,.0f}")
     parts = []
     for u, v, s in rag.iter_edge_batches(roi=roi):

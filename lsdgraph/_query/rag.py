@@ -1,5 +1,7 @@
-"""Read a RAG (and skeletons) from MongoDB by 3-D ROI and merge threshold: as numpy/pandas arrays
-(vectorized: raw BSON batches scanned straight into columns) or as networkx graphs on demand.
+"""Read a RAG (and skeletons) from a store by 3-D ROI and merge threshold: as numpy/pandas arrays
+(vectorized: raw BSON batches, or Arrow batches, straight into columns) or as networkx graphs on
+demand. Reads go through the store interface (:mod:`lsdgraph._stores.api`) with MongoDB's filter
+shapes, which the local store translates for Arrow's scanner.
 
 Query shapes (the same in ``queries/*.js``): nodes by a per-axis ``$gte``/``$lt`` box on the
 ``position`` index; edges by the same box on the endpoint positions copied onto every edge at ingest
@@ -13,7 +15,7 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import networkx as nx
 import numpy as np
@@ -23,85 +25,31 @@ from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.ids import IdIndex
 from lsdgraph._core.roi import Roi, as_roi, mongo_filter
-from lsdgraph._io import bsonio
-from lsdgraph._stores.mongo import Store, connect
+from lsdgraph._stores.api import Backend, connect
 
 if TYPE_CHECKING:
-    from lsdgraph._stores.mongo import Coll, Db
+    from lsdgraph._stores.mongo import Coll, Db, Store
 
-__all__ = ["Rag", "SkeletonSet", "database", "open_rag", "open_skeletons"]
+__all__ = ["Rag", "SkeletonSet", "database", "open_rag", "open_skeletons", "to_networkx"]
 
 _IN_CHUNK = 1000  # fallback for edges without positions: $in lists stay small
 _SKEL_EDGES = schema.kind("skeleton_edges")
 
 
-def database(store: Store, name: str | None) -> Db:
-    """The database ``name``, or a one-line error listing the ones that exist."""
+def database(store: Backend, name: str | None) -> str:
+    """``name`` when the store holds that database, or a one-line error listing the ones it holds."""
     if not name:
         raise LsdgraphError("no database name: pass --name (the name given to `lsdgraph ingest`)")
-    try:
-        names = store.client.list_database_names()
-    except Exception:  # no privilege to list databases: trust the name
-        return store.db(name)
-    if name not in names:
-        shown = ", ".join(n for n in names if n not in ("admin", "local", "config")) or "none"
-        raise LsdgraphError(f"no database {name!r} at {store.uri} (databases: {shown}); load one with "
-                            "`lsdgraph ingest SOURCE --name NAME`")
-    return store.db(name)
-
-
-def _attr_types(coll: Coll, exclude: Sequence[str]) -> dict[str, str]:
-    """Numeric/bool fields of a sample document besides ``exclude``: extra attributes to carry."""
-    doc = coll.find_one({}) or {}
-    out = {}
-    for k, v in doc.items():
-        if k in exclude or k == "_id":
-            continue
-        if isinstance(v, bool):
-            out[k] = "bool"
-        elif isinstance(v, int):
-            out[k] = "int64"
-        elif isinstance(v, float) or v is None:
-            out[k] = "float64"
-    return out
-
-
-def _hint(cache: dict, coll: Coll, name: str | None) -> str | None:
-    """``name`` when ``coll`` has that index (a database daisy wrote may lack ours), else None;
-    index lists are cached per reader."""
-    if name is None:
-        return None
-    if coll.name not in cache:
-        cache[coll.name] = set(coll.index_information())
-    return name if name in cache[coll.name] else None
+    names = store.databases()
+    if names is not None and name not in names:
+        raise LsdgraphError(f"no database {name!r} at {store.uri} (databases: {', '.join(names) or 'none'}); "
+                            "load one with `lsdgraph ingest SOURCE --name NAME`")
+    return name
 
 
 def _check_policy(policy: str) -> None:
     if policy not in schema.EDGE_POLICIES:
         raise LsdgraphError(f"edge policy {policy!r}: use one of {', '.join(schema.EDGE_POLICIES)}")
-
-
-def _plan_index(stage: dict | None) -> str | None:
-    """The index the winning plan scans (None: a collection scan)."""
-    while stage:
-        if stage.get("stage") == "IXSCAN":
-            return stage.get("indexName")
-        stage = stage.get("inputStage") or (stage.get("inputStages") or [None])[0]
-    return None
-
-
-def explain_queries(store: Store, queries: Sequence[tuple]) -> list[dict]:
-    """executionStats of each ``(collection, filter, hint)`` find: collection, hint, the index the
-    server used (None: collection scan), filter, docs_examined, keys_examined, returned."""
-    out = []
-    for coll, filt, hint in queries:
-        ex = store.explain(coll, filt, hint)
-        st = ex.get("executionStats", {})
-        out.append({"collection": coll.name, "hint": hint,
-                    "index": _plan_index((ex.get("queryPlanner") or {}).get("winningPlan")), "filter": filt,
-                    "docs_examined": st.get("totalDocsExamined"), "keys_examined": st.get("totalKeysExamined"),
-                    "returned": st.get("nReturned")})
-    return out
 
 
 def _records(cols: dict[str, np.ndarray], keys: Sequence[str]) -> list[dict]:
@@ -118,69 +66,78 @@ def _records(cols: dict[str, np.ndarray], keys: Sequence[str]) -> list[dict]:
     return [dict(zip(keys, row, strict=True)) for row in zip(*lists, strict=True)]
 
 
+def _score_filter(t: float | None) -> dict:
+    return {schema.SCORE: {"$lte": t}} if t is not None else {}
+
+
+_NODE_ROI = ("rag_nodes", "roi")
+_THRESHOLD = ("rag_edges", "threshold")
+
+
 @dataclass
 class Rag:
-    """A region adjacency graph in MongoDB: one nodes collection and one edges collection."""
+    """A region adjacency graph in a store: one nodes collection and one edges collection of the
+    database ``db`` (reads go through the store interface, so MongoDB and the local store agree)."""
 
-    store: Store
-    db: Db
+    store: Backend
+    db: str
     nodes_name: str = "nodes"
     edges_name: str = "edges_hist_quant_75"
     _node_attrs: dict | None = field(default=None, repr=False)
     _edge_attrs: dict | None = field(default=None, repr=False)
     _positions: bool | None = field(default=None, repr=False)
     _range: tuple | None = field(default=None, repr=False)
-    _indexes: dict = field(default_factory=dict, repr=False)
-
-    def hint(self, coll: Coll, name: str | None) -> str | None:
-        return _hint(self._indexes, coll, name)
 
     # -- what is stored ------------------------------------------------------------------------
     @property
-    def nodes(self):
-        return self.db[self.nodes_name]
+    def nodes(self) -> Coll:
+        """The nodes collection (MongoDB stores only)."""
+        return self._mongo()[self.nodes_name]
 
     @property
-    def edges(self):
-        return self.db[self.edges_name]
+    def edges(self) -> Coll:
+        """The edges collection (MongoDB stores only)."""
+        return self._mongo()[self.edges_name]
+
+    def _mongo(self) -> Db:
+        if self.store.local:
+            raise LsdgraphError(f"{self.db} is in the local store {self.store.uri}: it has no MongoDB collections")
+        return cast("Store", self.store).db(self.db)
 
     def node_spec(self) -> dict[str, str]:
         if self._node_attrs is None:
-            self._node_attrs = _attr_types(self.nodes, ("id",) + schema.NODE_POSITION)
+            hidden = ("id", *schema.NODE_POSITION)
+            self._node_attrs = {k: t for k, t in self.store.field_types(self.db, self.nodes_name).items()
+                                if k not in hidden}
         return {"id": "uint64", **{f: "float64" for f in schema.NODE_POSITION}, **self._node_attrs}
 
     def edge_spec(self) -> dict[str, str]:
         if self._edge_attrs is None:
-            hidden = ("u", "v", schema.SCORE) + schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"]
-            self._edge_attrs = _attr_types(self.edges, hidden)
+            hidden = ("u", "v", schema.SCORE, *schema.EDGE_POSITIONS["u"], *schema.EDGE_POSITIONS["v"])
+            self._edge_attrs = {k: t for k, t in self.store.field_types(self.db, self.edges_name).items()
+                                if k not in hidden}
         return {"u": "uint64", "v": "uint64", schema.SCORE: "float64", **self._edge_attrs}
 
     def has_positions(self) -> bool:
         """Whether edges carry their endpoints' positions (added by ``lsdgraph ingest``/``index``)."""
         if self._positions is None:
-            rec = self.db[schema.META].find_one({"_id": self.edges_name}) or {}
+            rec = self.store.record(self.db, self.edges_name) or {}
             if rec.get("positions") is not None:
                 self._positions = bool(rec["positions"])
             else:
-                self._positions = self.edges.find_one({schema.EDGE_POSITIONS["u"][0]: {"$exists": True}}) is not None
+                first = schema.EDGE_POSITIONS["u"][0]
+                self._positions = self.store.exists(self.db, self.edges_name, {first: {"$exists": True}})
         return self._positions
 
     def score_range(self) -> tuple[float, float] | None:
-        """(min, max) stored merge score, from the ``merge_score`` index (None: no scores)."""
+        """(min, max) stored merge score, from the ingest record or the store (None: no scores)."""
         if self._range is None:
-            rec = self.db[schema.META].find_one({"_id": self.edges_name, "status": "complete"}) or {}
-            known = (rec.get("stats") or {}).get("scores")
+            rec = self.store.record(self.db, self.edges_name) or {}
+            known = (rec.get("stats") or {}).get("scores") if rec.get("status") == "complete" else None
             if known:  # kept by ingest: no query
                 self._range = (known["min"], known["max"]) if known["min"] is not None else ()
                 return self._range or None
-            q = {schema.SCORE: {"$gte": -math.inf}}
-            h = self.hint(self.edges, schema.index_name("rag_edges", "threshold"))
-            ends = []
-            for direction in (1, -1):
-                cur = self.edges.find(q, {schema.SCORE: 1}).sort(schema.SCORE, direction).limit(1)
-                ends.append(list(cur.hint(h) if h else cur))
-            lo, hi = ends
-            self._range = (float(lo[0][schema.SCORE]), float(hi[0][schema.SCORE])) if lo else ()
+            self._range = self.store.value_range(self.db, self.edges_name, schema.SCORE, role=_THRESHOLD) or ()
         return self._range or None
 
     def check_threshold(self, t: float | None) -> float | None:
@@ -206,20 +163,18 @@ class Rag:
         return t
 
     # -- reads ---------------------------------------------------------------------------------
-    def _node_query(self, roi: Roi | None) -> tuple[dict, str | None]:
-        hint = schema.index_name("rag_nodes", "roi") if roi is not None else None
-        return mongo_filter(roi, schema.NODE_POSITION), hint
+    def _node_query(self, roi: Roi | None) -> tuple[dict, tuple[str, str] | None]:
+        return mongo_filter(roi, schema.NODE_POSITION), (_NODE_ROI if roi is not None else None)
 
-    def _edge_queries(self, roi: Roi | None, t: float | None, policy: str) -> list[tuple[dict, str | None, str]]:
-        """(filter, hint, which end) for each find an edge read needs."""
-        score = {schema.SCORE: {"$lte": t}} if t is not None else {}
+    def _edge_queries(self, roi: Roi | None, t: float | None, policy: str
+                      ) -> list[tuple[dict, tuple[str, str] | None, str]]:
+        """(filter, index role, which end) for each find an edge read needs."""
+        score = _score_filter(t)
         if roi is None:
-            return [(score, schema.index_name("rag_edges", "threshold") if t is not None else None, "all")]
+            return [(score, _THRESHOLD if t is not None else None, "all")]
         ends = ["u"] if policy in ("u", "both") else ["u", "v"]
-        return [
-            ({**mongo_filter(roi, schema.EDGE_POSITIONS[e]), **score}, schema.index_name("rag_edges", f"roi_{e}"), e)
-            for e in ends
-        ]
+        return [({**mongo_filter(roi, schema.EDGE_POSITIONS[e]), **score}, ("rag_edges", f"roi_{e}"), e)
+                for e in ends]
 
     def read_arrays(
         self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY
@@ -229,11 +184,8 @@ class Rag:
         roi = as_roi(roi)
         t = self.check_threshold(max_score)
         _check_policy(edges)
-        nf, nh = self._node_query(roi)
-        ncols = bsonio.columns(
-            list(self.store.find_raw(self.nodes, nf, list(self.node_spec()), hint=self.hint(self.nodes, nh))),
-            self.node_spec(),
-        )
+        nf, role = self._node_query(roi)
+        ncols = self.store.read(self.db, self.nodes_name, nf, self.node_spec(), role=role)
         ecols = self._read_edges(roi, t, edges, ncols["id"])
         return pd.DataFrame(ncols), pd.DataFrame(ecols)
 
@@ -243,10 +195,10 @@ class Rag:
             return self._read_edges_by_ids(t, policy, node_ids)
         pu, pv = schema.EDGE_POSITIONS["u"], schema.EDGE_POSITIONS["v"]
         parts = []
-        for filt, hint, end in self._edge_queries(roi, t, policy):
+        for filt, role, end in self._edge_queries(roi, t, policy):
             fields = list(spec) + (list(pu) if end == "v" else []) + (list(pv) if policy == "both" else [])
-            batches = list(self.store.find_raw(self.edges, filt, fields, hint=self.hint(self.edges, hint)))
-            cols = bsonio.columns(batches, {**spec, **{f: "float64" for f in fields if f not in spec}})
+            cols = self.store.read(self.db, self.edges_name, filt,
+                                   {**spec, **{f: "float64" for f in fields if f not in spec}}, role=role)
             keep = None
             if end == "v":  # edges with u inside came with the first query
                 keep = ~roi.contains(np.stack([cols[f] for f in pu], 1))
@@ -266,14 +218,12 @@ class Rag:
         spec = self.edge_spec()
         ids = np.sort(np.asarray(node_ids, np.uint64))
         known = IdIndex(ids, sort=False)
-        score = {schema.SCORE: {"$lte": t}} if t is not None else {}
         parts = []
         for end in ["u"] if policy in ("u", "both") else ["u", "v"]:
-            batches = []
-            for i in range(0, len(ids), _IN_CHUNK):
-                filt = {end: {"$in": ids[i : i + _IN_CHUNK].tolist()}, **score}
-                batches += list(self.store.find_raw(self.edges, filt, list(spec)))
-            cols = bsonio.columns(batches, spec)
+            chunks = [self.store.read(self.db, self.edges_name,
+                                      {end: {"$in": ids[i : i + _IN_CHUNK].tolist()}, **_score_filter(t)}, spec)
+                      for i in range(0, len(ids), _IN_CHUNK)]
+            cols = {k: np.concatenate([c[k] for c in chunks]) if chunks else np.empty(0, d) for k, d in spec.items()}
             keep = np.ones(len(cols["u"]), bool)
             if end == "v":  # edges with u among the nodes came with the first query
                 keep = ~known.contains(cols["u"])
@@ -323,11 +273,8 @@ class Rag:
             cols = self._read_edges_by_ids(t, "u", nodes)
             yield cols["u"], cols["v"], cols[schema.SCORE]
             return
-        for filt, hint, _ in self._edge_queries(roi, t, "u"):
-            for d in self.store.find_raw(
-                self.edges, filt, list(spec), hint=self.hint(self.edges, hint), batch_size=batch_size
-            ):
-                c = bsonio.columns([d], spec)
+        for filt, role, _ in self._edge_queries(roi, t, "u"):
+            for c in self.store.batches(self.db, self.edges_name, filt, spec, role=role, batch_rows=batch_size):
                 yield c["u"], c["v"], c[schema.SCORE]
 
     def edge_arrays(self, max_score: float | None = None, roi=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -340,31 +287,29 @@ class Rag:
 
     def node_arrays(self, roi=None) -> tuple[np.ndarray, np.ndarray]:
         """(ids uint64, positions (n, 3) float64 zyx nm) of the nodes in ``roi`` (all if None)."""
-        roi = as_roi(roi)
-        nf, nh = self._node_query(roi)
+        nf, role = self._node_query(as_roi(roi))
         spec = {"id": "uint64", **{f: "float64" for f in schema.NODE_POSITION}}
-        cols = bsonio.columns(
-            list(self.store.find_raw(self.nodes, nf, list(spec), hint=self.hint(self.nodes, nh))), spec
-        )
+        cols = self.store.read(self.db, self.nodes_name, nf, spec, role=role)
         return cols["id"], np.stack([cols[f] for f in schema.NODE_POSITION], 1) if len(cols["id"]) else np.empty((0, 3))
 
-    # -- what the planner does -------------------------------------------------------------------
-    def explain(self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY) -> list[dict]:
-        """Per query of a read (see :func:`explain_queries`): documents examined and returned
-        and the index the server chose (real servers only; mongomock has no planner)."""
+    def explain(self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY
+                ) -> list[dict]:
+        """How the reads of :meth:`read_arrays` run: per find the index used and what it examined
+        (MongoDB), or the row groups the statistics kept (the local store)."""
         roi = as_roi(roi)
         t = self.check_threshold(max_score)
         _check_policy(edges)
-        nf, nh = self._node_query(roi)
-        queries = [(self.nodes, nf, nh)] + [(self.edges, f, h) for f, h, _ in self._edge_queries(roi, t, edges)]
-        return explain_queries(self.store, [(c, f, self.hint(c, h)) for c, f, h in queries])
+        nf, role = self._node_query(roi)
+        out = [self.store.explain_read(self.db, self.nodes_name, nf, role=role)]
+        return out + [self.store.explain_read(self.db, self.edges_name, f, role=r)
+                      for f, r, _ in self._edge_queries(roi, t, edges)]
 
     # -- summaries -------------------------------------------------------------------------------
     def threshold_stats(self, thresholds: Sequence[float] | None = None, bins: int = 20) -> dict:
         """Score histogram (``bins`` equal bins over the stored range), null count, and the number
-        of edges with ``merge_score <= t`` for each threshold — computed by the server."""
+        of edges with ``merge_score <= t`` for each threshold — computed by the store."""
         rng = self.score_range()
-        total = self.edges.estimated_document_count()
+        total = self.store.count(self.db, self.edges_name)
         if rng is None:
             return {"edges": total, "scored": 0, "nulls": total, "histogram": [], "counts": []}
         lo, hi = (0.0, 1.0) if rng[0] >= 0 and rng[1] <= 1 else rng
@@ -372,52 +317,35 @@ class Rag:
             bins = 1
         width = (hi - lo) / bins if hi > lo else 1.0
         bounds = [lo + i * width for i in range(bins)] + [math.nextafter(hi, math.inf)]
-        q = {schema.SCORE: {"$gte": -math.inf}}
-        hint = self.hint(self.edges, schema.index_name("rag_edges", "threshold"))
-        h = {"hint": hint} if hint else {}
-        hist = {
-            r["_id"]: r["n"]
-            for r in self.edges.aggregate(
-                [
-                    {"$match": q},
-                    {"$bucket": {"groupBy": f"${schema.SCORE}", "boundaries": bounds, "output": {"n": {"$sum": 1}}}},
-                ],
-                **h,
-            )
-        }
-        scored = sum(hist.values())
-        counts = []
-        for t in thresholds or []:
-            counts.append(
-                {"threshold": float(t), "edges": self.edges.count_documents({schema.SCORE: {"$lte": float(t)}}, **h)}
-            )
+        hist = self.store.histogram(self.db, self.edges_name, schema.SCORE, bounds, role=_THRESHOLD)
+        scored = sum(hist)
+        counts = [{"threshold": float(t), "edges": self.store.count_where(
+                       self.db, self.edges_name, {schema.SCORE: {"$lte": float(t)}}, role=_THRESHOLD)}
+                  for t in thresholds or []]
         return {
             "edges": total,
             "scored": scored,
             "nulls": total - scored,
             "min": rng[0],
             "max": rng[1],
-            "histogram": [{"from": b, "to": e, "edges": hist.get(b, 0)} for b, e in itertools.pairwise(bounds)],
+            "histogram": [{"from": b, "to": e, "edges": n} for (b, e), n in zip(itertools.pairwise(bounds), hist,
+                                                                               strict=True)],
             "counts": counts,
         }
 
     def bbox(self) -> Roi | None:
-        """Bounding box of the node centres (from the ingest record when there, else the server)."""
-        rec = self.db[schema.META].find_one({"_id": self.nodes_name, "status": "complete"}) or {}
-        box = (rec.get("stats") or {}).get("bbox")
+        """Bounding box of the node centres (from the ingest record when there, else the store)."""
+        rec = self.store.record(self.db, self.nodes_name) or {}
+        box = (rec.get("stats") or {}).get("bbox") if rec.get("status") == "complete" else None
         if box:
-            return Roi(tuple(box["min"]), tuple(_cover(b, h) for b, h in zip(box["min"], box["max"], strict=True)))
-        group: dict[str, object] = {"_id": None}
-        for f in schema.NODE_POSITION:
-            group[f + "_lo"] = {"$min": f"${f}"}
-            group[f + "_hi"] = {"$max": f"${f}"}
-        r = next(iter(self.nodes.aggregate([{"$group": group}])), None)
-        if r is None:
-            return None
-        begin = tuple(float(r[f + "_lo"]) for f in schema.NODE_POSITION)
-        return Roi(
-            begin, tuple(_cover(b, float(r[f + "_hi"])) for b, f in zip(begin, schema.NODE_POSITION, strict=True))
-        )
+            lo, hi = box["min"], box["max"]
+        else:
+            found = self.store.field_bounds(self.db, self.nodes_name, schema.NODE_POSITION)
+            if found is None:
+                return None
+            lo, hi = found
+        begin = tuple(float(b) for b in lo)
+        return Roi(begin, tuple(_cover(b, float(h)) for b, h in zip(begin, hi, strict=True)))
 
     def read_skeletons(self, roi=None, neuron_ids=None, prefix: str | None = None) -> nx.Graph:
         """Skeletons stored in the same database (see :class:`SkeletonSet`)."""
@@ -457,97 +385,87 @@ def to_networkx(
 class SkeletonSet:
     """Ground-truth skeletons: ``<prefix>.nodes`` (id, neuron_id, z, y, x) and ``<prefix>.edges``."""
 
-    store: Store
-    db: Db
+    store: Backend
+    db: str
     prefix: str
-    _indexes: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, store: Store, db: Db, prefix: str | None = None) -> SkeletonSet:
-        names = db.list_collection_names()
-        found = sorted(
-            n[: -len(".nodes")]
-            for n in names
-            if schema.kind_of(n).name == "skeleton_nodes" and not n.startswith(schema.STAGING_PREFIX)
-        )
+    def open(cls, store: Backend, db: str, prefix: str | None = None) -> SkeletonSet:
+        names = store.collections(db)
+        found = sorted(n[: -len(".nodes")] for n in names if schema.kind_of(n).name == "skeleton_nodes")
         if prefix is None:
             if len(found) != 1:
                 raise LsdgraphError(
-                    f"database {db.name!r} holds {len(found)} skeleton sets "
+                    f"database {db!r} holds {len(found)} skeleton sets "
                     f"({', '.join(found) or 'none'}); choose one with --skeletons PREFIX"
                 )
             prefix = found[0]
         if f"{prefix}.nodes" not in names or f"{prefix}.edges" not in names:
             raise LsdgraphError(
-                f"database {db.name!r} has no skeletons {prefix}.nodes/{prefix}.edges "
+                f"database {db!r} has no skeletons {prefix}.nodes/{prefix}.edges "
                 f"(skeleton sets: {', '.join(found) or 'none'}); ingest them first"
             )
         return cls(store, db, prefix)
 
     @property
-    def nodes(self):
-        return self.db[f"{self.prefix}.nodes"]
+    def nodes_name(self) -> str:
+        return f"{self.prefix}.nodes"
 
     @property
-    def edges(self):
-        return self.db[f"{self.prefix}.edges"]
+    def edges_name(self) -> str:
+        return f"{self.prefix}.edges"
 
     def endpoints(self) -> tuple[str, str]:
-        rec = self.db[schema.META].find_one({"_id": f"{self.prefix}.edges"}) or {}
+        rec = self.store.record(self.db, self.edges_name) or {}
         ends = rec.get("endpoints")
         if ends:
-            return tuple(ends)
-        doc = self.edges.find_one({}) or {}
+            return ends[0], ends[1]
         u, v = _SKEL_EDGES.integers
         alt = _SKEL_EDGES.alternative_integers
-        return (alt[0], alt[1]) if u not in doc and alt[0] in doc else (u, v)
+        has_alt = self.store.exists(self.db, self.edges_name, {alt[0]: {"$exists": True}})
+        has_u = self.store.exists(self.db, self.edges_name, {u: {"$exists": True}})
+        return (alt[0], alt[1]) if has_alt and not has_u else (u, v)
 
-    def _queries(self, roi: Roi | None, neuron_ids) -> list[tuple[Coll, dict, str | None]]:
-        """(collection, filter, hint) of the nodes find and of the edges find."""
+    def _queries(self, roi: Roi | None, neuron_ids) -> list[tuple[str, dict, tuple[str, str] | None]]:
+        """(collection, filter, index role) of the nodes find and of the edges find."""
         kind = schema.kind("skeleton_nodes")
         filt = mongo_filter(roi, kind.position)
-        hint = schema.index_name("skeleton_nodes", "roi") if roi is not None else None
+        role = ("skeleton_nodes", "roi") if roi is not None else None
         if neuron_ids is not None:
             filt["neuron_id"] = {"$in": [int(n) for n in np.atleast_1d(neuron_ids)]}
-            hint = hint or schema.index_name("skeleton_nodes", "neuron")
-        efilt, ehint = {}, None
+            role = role or ("skeleton_nodes", "neuron")
+        efilt: dict = {}
+        erole = None
         if self.has_joins():  # one indexed read, as for RAG edges
             if roi is not None:
-                efilt, ehint = (
-                    mongo_filter(roi, schema.EDGE_POSITIONS["u"]),
-                    schema.index_name("skeleton_edges", "roi_u"),
-                )
+                efilt, erole = mongo_filter(roi, schema.EDGE_POSITIONS["u"]), ("skeleton_edges", "roi_u")
             if neuron_ids is not None:
                 efilt["neuron_id"] = filt["neuron_id"]
-                ehint = ehint or schema.index_name("skeleton_edges", "neuron")
-        return [
-            (self.nodes, filt, _hint(self._indexes, self.nodes, hint)),
-            (self.edges, efilt, _hint(self._indexes, self.edges, ehint)),
-        ]
+                erole = erole or ("skeleton_edges", "neuron")
+        return [(self.nodes_name, filt, role), (self.edges_name, efilt, erole)]
 
     def arrays(self, roi=None, neuron_ids=None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Skeleton nodes (id, neuron_id, z, y, x) in ``roi`` / of ``neuron_ids``, and the edges
         between them (u, v node ids)."""
-        (ncoll, filt, hint), (ecoll, efilt, ehint) = self._queries(as_roi(roi), neuron_ids)
+        (ncoll, filt, role), (ecoll, efilt, erole) = self._queries(as_roi(roi), neuron_ids)
         spec = {"id": "int64", "neuron_id": "int64", **{f: "float64" for f in schema.kind("skeleton_nodes").position}}
-        nodes = bsonio.columns(list(self.store.find_raw(ncoll, filt, list(spec), hint=hint)), spec)
+        nodes = self.store.read(self.db, ncoll, filt, spec, role=role)
         a, b = self.endpoints()
-        espec = {a: "int64", b: "int64"}
-        edges = bsonio.columns(list(self.store.find_raw(ecoll, efilt, list(espec), hint=ehint)), espec)
+        edges = self.store.read(self.db, ecoll, efilt, {a: "int64", b: "int64"}, role=erole)
         known = IdIndex(nodes["id"], sort=False)
         keep = known.contains(edges[a]) & known.contains(edges[b])
         return pd.DataFrame(nodes), pd.DataFrame({"u": edges[a][keep], "v": edges[b][keep]})
 
     def explain(self, roi=None, neuron_ids=None) -> list[dict]:
-        """The nodes and edges finds of :meth:`arrays`, explained (see :func:`explain_queries`)."""
-        return explain_queries(self.store, self._queries(as_roi(roi), neuron_ids))
+        """The nodes and edges finds of :meth:`arrays`, explained (see :meth:`Rag.explain`)."""
+        return [self.store.explain_read(self.db, c, f, role=r) for c, f, r in self._queries(as_roi(roi), neuron_ids)]
 
     def has_joins(self) -> bool:
         """Whether the edges carry their endpoints' positions and neuron ids (added by ingest)."""
-        rec = self.db[schema.META].find_one({"_id": self.edges.name}) or {}
+        rec = self.store.record(self.db, self.edges_name) or {}
         if rec.get("positions") is not None:
             return bool(rec["positions"])
-        return self.edges.find_one({"neuron_id": {"$exists": True}}) is not None
+        return self.store.exists(self.db, self.edges_name, {"neuron_id": {"$exists": True}})
 
     def read(self, roi=None, neuron_ids=None) -> nx.Graph:
         """networkx graph: node keys Python ints with ``neuron_id``, ``z``, ``y``, ``x``."""
@@ -587,7 +505,7 @@ def open_rag(
     edges: str | None = None,
     nodes: str = "nodes",
     *,
-    store: Store | None = None,
+    store: Backend | None = None,
 ) -> Rag:
     """Open a RAG that ``lsdgraph ingest`` (or daisy's MongoDbGraphProvider) wrote.
 
@@ -595,7 +513,7 @@ def open_rag(
     """
     store = store or connect(uri)
     db = database(store, name)
-    names = [n for n in db.list_collection_names() if not n.startswith(schema.STAGING_PREFIX)]
+    names = store.collections(db)
     if nodes not in names:
         raise LsdgraphError(
             f"database {name!r} has no {nodes!r} collection (collections: "
@@ -617,7 +535,7 @@ def open_rag(
 
 
 def open_skeletons(
-    uri: str | None = None, name: str | None = None, prefix: str | None = None, *, store: Store | None = None
+    uri: str | None = None, name: str | None = None, prefix: str | None = None, *, store: Backend | None = None
 ) -> SkeletonSet:
     """Open the skeletons ``<prefix>.nodes``/``<prefix>.edges`` in database ``name``."""
     store = store or connect(uri)

@@ -2,10 +2,12 @@
 (``mongomock://``), with raw-BSON inserts, retries, and raw-batch reads into numpy columns."""
 from __future__ import annotations
 
+import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import bson
@@ -17,6 +19,7 @@ from pymongo import errors as perr
 from lsdgraph._core import retry, schema
 from lsdgraph._core.errors import LsdgraphError, ServerLost, redact_uri
 from lsdgraph._io import bsonio
+from lsdgraph._stores.api import default_uri
 
 if TYPE_CHECKING:  # the handles lsdgraph passes around; mongomock's clients stand in for them
     from pymongo import MongoClient
@@ -27,8 +30,6 @@ if TYPE_CHECKING:  # the handles lsdgraph passes around; mongomock's clients sta
     Db = Database[Any]
     Coll = Collection[Any]
 
-DEFAULT_URI = "mongodb://localhost:27017"
-ENV_URI = "LSDGRAPH_MONGO_URI"
 _RAW = CodecOptions(document_class=RawBSONDocument)
 _TRANSIENT = (perr.AutoReconnect, perr.ConnectionFailure, perr.NetworkTimeout,
               perr.ServerSelectionTimeoutError, perr.WaitQueueTimeoutError)
@@ -46,10 +47,6 @@ class Inserted:
     replayed: bool
 
 
-def default_uri() -> str:
-    return os.environ.get(ENV_URI) or DEFAULT_URI
-
-
 @dataclass
 class Store:
     """A connected client and what kind of server it talks to."""
@@ -58,9 +55,158 @@ class Store:
     uri: str          # redacted, safe to print
     mock: bool
     policy: retry.RetryPolicy = retry.DEFAULT
+    _indexes: dict[tuple[str, str], set[str]] = dc_field(default_factory=dict, repr=False)
+
+    local = False  # the store interface (see lsdgraph._stores.api): MongoDB or mongomock
 
     def db(self, name: str) -> Db:
         return self.client[name]
+
+    # -- the store interface: what the query layer and the jobs call (the local store has the same)
+
+    def databases(self) -> list[str] | None:
+        """The user databases (None: no privilege to list them)."""
+        try:
+            names = self.client.list_database_names()
+        except perr.PyMongoError:
+            return None
+        return [n for n in names if n not in ("admin", "local", "config")]
+
+    def collections(self, db: str) -> list[str]:
+        """Collections of ``db`` (staging ones left out)."""
+        names = self.retry(self.db(db).list_collection_names, f"{db}: listing collections")
+        return sorted(n for n in names if not n.startswith(schema.STAGING_PREFIX))
+
+    def record(self, db: str, coll: str) -> dict | None:
+        """The ``lsdgraph_meta`` record of ``coll``."""
+        return self.db(db)[schema.META].find_one({"_id": coll})
+
+    def records(self, db: str) -> dict[str, dict]:
+        return {r["_id"]: r for r in self.db(db)[schema.META].find({})}
+
+    def put_record(self, db: str, coll: str, rec: dict) -> None:
+        self.db(db)[schema.META].replace_one({"_id": coll}, {**rec, "_id": coll}, upsert=True)
+
+    def count(self, db: str, coll: str) -> int:
+        return int(self.db(db)[coll].estimated_document_count())
+
+    def hint(self, db: str, coll: str, role: tuple[str, str] | None) -> str | None:
+        """The index ``role`` (kind, use) names when ``coll`` has it (a database daisy wrote may
+        lack ours), else None; index lists are cached per store."""
+        if role is None:
+            return None
+        name = schema.index_name(*role)
+        if (db, coll) not in self._indexes:
+            self._indexes[db, coll] = set(self.db(db)[coll].index_information())
+        return name if name in self._indexes[db, coll] else None
+
+    def read(self, db: str, coll: str, filter: dict, spec: dict[str, str], *,
+             role: tuple[str, str] | None = None) -> dict[str, np.ndarray]:
+        """The documents ``filter`` matches as typed columns (``spec`` = ``{field: dtype}``), one find."""
+        batches = list(self.find_raw(self.db(db)[coll], filter, list(spec), hint=self.hint(db, coll, role)))
+        return bsonio.columns(batches, spec)
+
+    def batches(self, db: str, coll: str, filter: dict, spec: dict[str, str], *,
+                role: tuple[str, str] | None = None, batch_rows: int = 500_000) -> Iterator[dict[str, np.ndarray]]:
+        """:meth:`read` in batches of at most ``batch_rows`` documents."""
+        for d in self.find_raw(self.db(db)[coll], filter, list(spec), hint=self.hint(db, coll, role),
+                               batch_size=batch_rows):
+            yield bsonio.columns([d], spec)
+
+    def field_types(self, db: str, coll: str) -> dict[str, str]:
+        """Numeric and bool fields of a sample document (``int64``, ``float64``, ``bool``)."""
+        doc = self.db(db)[coll].find_one({}) or {}
+        out = {}
+        for k, v in doc.items():
+            if k == "_id":
+                continue
+            if isinstance(v, bool):
+                out[k] = "bool"
+            elif isinstance(v, int):
+                out[k] = "int64"
+            elif isinstance(v, float) or v is None:
+                out[k] = "float64"
+        return out
+
+    def exists(self, db: str, coll: str, filter: dict) -> bool:
+        return self.db(db)[coll].find_one(filter, {"_id": 1}) is not None
+
+    def value_range(self, db: str, coll: str, field: str, *, role: tuple[str, str] | None = None
+                    ) -> tuple[float, float] | None:
+        """(min, max) numeric value of ``field`` (None: none stored), by two sorted one-document finds."""
+        c, h = self.db(db)[coll], self.hint(db, coll, role)
+        q = {field: {"$gte": -math.inf}}
+        ends = []
+        for direction in (1, -1):
+            cur = c.find(q, {field: 1}).sort(field, direction).limit(1)
+            ends.append(list(cur.hint(h) if h else cur))
+        lo, hi = ends
+        return (float(lo[0][field]), float(hi[0][field])) if lo else None
+
+    def histogram(self, db: str, coll: str, field: str, bounds: Sequence[float], *,
+                  role: tuple[str, str] | None = None) -> list[int]:
+        """Documents per bin ``[bounds[i], bounds[i+1])`` of a numeric ``field``, by the server ($bucket)."""
+        h = self.hint(db, coll, role)
+        stages: list[dict[str, Any]] = [{"$match": {field: {"$gte": -math.inf}}},
+                  {"$bucket": {"groupBy": f"${field}", "boundaries": list(bounds), "output": {"n": {"$sum": 1}}}}]
+        kw: dict[str, Any] = {"hint": h} if h else {}
+        got = {r["_id"]: r["n"] for r in self.db(db)[coll].aggregate(stages, **kw)}
+        return [int(got.get(b, 0)) for b in list(bounds)[:-1]]
+
+    def count_where(self, db: str, coll: str, filter: dict, *, role: tuple[str, str] | None = None) -> int:
+        h = self.hint(db, coll, role)
+        kw: dict[str, Any] = {"hint": h} if h else {}
+        return int(self.db(db)[coll].count_documents(filter, **kw))
+
+    def field_bounds(self, db: str, coll: str, fields: Sequence[str]) -> tuple[list[float], list[float]] | None:
+        """(mins, maxs) of numeric ``fields`` over the collection (None: empty), one $group."""
+        group: dict[str, object] = {"_id": None}
+        for i, f in enumerate(fields):
+            group[f"lo{i}"] = {"$min": f"${f}"}
+            group[f"hi{i}"] = {"$max": f"${f}"}
+        r = next(iter(self.db(db)[coll].aggregate([{"$group": group}])), None)
+        if r is None:
+            return None
+        return [float(r[f"lo{i}"]) for i in range(len(fields))], [float(r[f"hi{i}"]) for i in range(len(fields))]
+
+    def explain_read(self, db: str, coll: str, filter: dict, *, role: tuple[str, str] | None = None) -> dict:
+        """How a :meth:`read` runs: the hint, the index the server used (None: a collection scan),
+        documents and keys examined, returned (empty figures on mongomock, which has no planner)."""
+        hint = self.hint(db, coll, role)
+        ex = self.explain(self.db(db)[coll], filter, hint)
+        st = ex.get("executionStats", {})
+        index = _plan_index((ex.get("queryPlanner") or {}).get("winningPlan"))
+        return {"collection": coll, "hint": hint, "index": index, "filter": filter,
+                "docs_examined": st.get("totalDocsExamined"), "keys_examined": st.get("totalKeysExamined"),
+                "returned": st.get("nReturned")}
+
+    def replace(self, db: str, coll: str, chunks: Iterable[dict[str, tuple[str, np.ndarray]]], index_kind: str
+                ) -> int:
+        """Replace ``coll`` with one document per row of each chunk of columns (``{field: (bson kind,
+        array)}``), then build the indexes of ``index_kind``; returns the documents."""
+        c = self.db(db)[coll]
+        self.retry(c.drop, f"{db}.{coll}: dropping")
+        self._indexes.pop((db, coll), None)
+        n = sum(self.insert_columns(c, columns, f"{db}.{coll}") for columns in chunks)
+        self.create_indexes(c, index_kind)
+        return n
+
+    def inventory(self, db: str) -> list[tuple[str, int, list[str]]]:
+        """(name, documents, index names) of every collection, staging ones included."""
+        d = self.db(db)
+        names = sorted(self.retry(d.list_collection_names, f"{db}: listing collections"))
+        return [(n, int(d[n].estimated_document_count()), sorted(d[n].index_information())) for n in names]
+
+    def find_value(self, db: str, coll: str, filter: dict, field: str, *, role: tuple[str, str] | None = None):
+        """``field`` of one document ``filter`` matches (None: no match)."""
+        h = self.hint(db, coll, role)
+        cur = self.db(db)[coll].find(filter, {"_id": 0, field: 1}).limit(1)
+        doc = next(iter(cur.hint(h) if h else cur), None)
+        return None if doc is None else doc.get(field)
+
+    def drop_database(self, db: str) -> None:
+        self.client.drop_database(db)
+        self._indexes = {k: v for k, v in self._indexes.items() if k[0] != db}
 
     def insert_docs(self, coll: Coll, docs: bsonio.Docs, what: str) -> Inserted:
         """Insert documents as they are (raw bytes) with an unordered bulk insert.
@@ -160,6 +306,15 @@ class Store:
         return coll.database.command("explain", cmd, verbosity="executionStats")
 
 
+def _plan_index(stage: dict | None) -> str | None:
+    """The index the winning plan scans (None: a collection scan)."""
+    while stage:
+        if stage.get("stage") == "IXSCAN":
+            return stage.get("indexName")
+        stage = stage.get("inputStage") or (stage.get("inputStages") or [None])[0]
+    return None
+
+
 _NUMBER_TYPES = (bsonio.T_DOUBLE, bsonio.T_INT32, bsonio.T_INT64)
 _RANGE = {"$gte": np.greater_equal, "$gt": np.greater, "$lte": np.less_equal, "$lt": np.less}
 
@@ -208,6 +363,11 @@ def _mock_find_raw(coll: Coll, filter: dict, fields: Sequence[str], batch_size: 
             yield part
 
 
+def mock_exists(uri: str) -> bool:
+    """Whether this process already holds the in-process store ``uri`` (a script made it)."""
+    return uri in _mock_clients
+
+
 def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:
     """Connect and check the server answers; ``mongomock://`` gives the process-wide in-memory store."""
     uri = uri or default_uri()
@@ -220,8 +380,8 @@ def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:
             client = _mock_clients[uri] = mongomock.MongoClient()
         return Store(cast("Client", client), shown, True)
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise LsdgraphError(f"--db {shown}: not a MongoDB URI; use mongodb://host:port, or mongomock:// "
-                            "for the in-process store")
+        raise LsdgraphError(f"--db {shown}: not a MongoDB URI; use mongodb://host:port, or a path such as "
+                            "./lsdgraph-data for the local store (no server)")
     import pymongo
 
     timeout = timeout_ms or int(os.environ.get("LSDGRAPH_SERVER_TIMEOUT_MS", "5000"))
@@ -239,6 +399,6 @@ def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:
                             "check the user and password in the URI") from None
     except perr.PyMongoError as e:
         raise LsdgraphError(f"cannot reach MongoDB at {shown} ({type(e).__name__}); start one with "
-                            "`docker compose up -d` (see README), set LSDGRAPH_MONGO_URI, or use "
-                            "--db mongomock:// for an in-process store") from None
+                            "`docker compose up -d` (see README) or set LSDGRAPH_MONGO_URI; without a server, "
+                            "use the local store: --db ./lsdgraph-data") from None
     return Store(client, shown, False)
