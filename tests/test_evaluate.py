@@ -116,15 +116,11 @@ def test_nodes_outside_the_volume_and_in_the_mask_are_left_out(data, tmp_path):
 
 
 def test_evaluate_equals_a_networkx_reference_and_finds_an_inner_best(data, loaded, tmp_path):
-    r = evaluate(
-        store=loaded,
-        name="ev",
-        fragments=str(data.fragments_path),
-        edges=EDGES,
-        thresholds="0:1:0.05",
-        out=tmp_path,
-        quiet=True,
-    )
+    def run():
+        return evaluate(store=loaded, name="ev", fragments=str(data.fragments_path), edges=EDGES,
+                        thresholds="0:1:0.05", out=tmp_path, quiet=True)
+
+    r = run()
     assert len(r.table) == 20 and list(r.table["name"][:3]) == ["0", "0.05", "0.1"]
     nodes, edges = skeleton_docs(data)
     sk = metrics.Skeletons(
@@ -149,15 +145,7 @@ def test_evaluate_equals_a_networkx_reference_and_finds_an_inner_best(data, load
         assert r.paths[k].exists() and r.paths[k].stat().st_size > 0
     assert r.paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"best ERL:  t = {best['name']}" in r.paths["txt"].read_text()
-    again = evaluate(
-        store=loaded,
-        name="ev",
-        fragments=str(data.fragments_path),
-        edges=EDGES,
-        thresholds="0:1:0.05",
-        out=tmp_path,
-        quiet=True,
-    )
+    again = run()
     assert again.mapping.reused and again.table.equals(r.table)
 
 

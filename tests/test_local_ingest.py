@@ -177,3 +177,17 @@ def test_demo_leaves_a_local_store_with_commands_that_work(tmp_path, cli):
         assert got.returncode == 0, (line, got.stderr)
     assert schema.LUT_PREFIX + "edges_hist_quant_75" in api.connect(str(tmp_path / "d" / "db")).collections(
         "lsdgraph_demo")
+
+
+def test_store_values_that_are_neither_a_uri_nor_a_path_are_one_line(tmp_path, cli):
+    with pytest.raises(LsdgraphError, match=r"--db localhost:27017: not a store; write mongodb://localhost:27017"):
+        api.connect("localhost:27017")
+    r = cli("index", "--db", str(tmp_path / "s"), "--name", "x")
+    assert r.returncode == 1 and "local store" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_the_environment_may_name_a_local_store(dumps, tmp_path, monkeypatch):
+    rag = dumps.rag(n_nodes=40)
+    monkeypatch.setenv("LSDGRAPH_MONGO_URI", str(tmp_path / "env-store"))
+    ingest(str(rag.nodes_file), name="r", quiet=True)
+    assert api.connect().count("r", "nodes") == 40

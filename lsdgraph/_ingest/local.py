@@ -29,10 +29,9 @@ from lsdgraph._ingest.load import VERSION, IngestReport, Options, _batch_stats, 
 from lsdgraph._io import bsonio, validate
 from lsdgraph._io.sources import SourceFile
 from lsdgraph._stores.local import DatasetWriter, LockHeld, block_key
-from lsdgraph._stores.local_db import BLOCK_KEY, LocalBackend
+from lsdgraph._stores.local_db import ARROW_TYPES, BLOCK_KEY, LocalBackend
 
 _EXTRA_TYPES = {bsonio.T_DOUBLE: "float64", bsonio.T_INT32: "int64", bsonio.T_INT64: "int64", 8: "bool"}
-_ARROW = {"float64": pa.float64(), "int64": pa.int64(), "uint64": pa.uint64(), "bool": pa.bool_()}
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -164,8 +163,17 @@ class _Load:
     def restart(self) -> None:
         if self.writer is not None:
             self.writer.abort()
-        self.writer = self.store.engine.writer(self.db, self.collection, self._schema(), cluster_by=BLOCK_KEY,
-                                               row_group_rows=schema.LOCAL["row_group_rows"], wait=self.opts.wait)
+        def writer(wait: float | None) -> DatasetWriter:
+            return self.store.engine.writer(self.db, self.collection, self._schema(), cluster_by=BLOCK_KEY,
+                                            row_group_rows=schema.LOCAL["row_group_rows"], wait=wait)
+
+        try:
+            self.writer = writer(0)
+        except LockHeld as e:  # another ingest writes this collection: say so, then wait as asked
+            if self.opts.wait == 0:
+                raise
+            self.opts.say(f"waiting: {str(e).split('; wait for it')[0]}")
+            self.writer = writer(self.opts.wait)
         self.documents, self.crc = 0, 0
         self.stats: dict = {}
         self.keys: list[np.ndarray] = []
@@ -188,7 +196,7 @@ class _Load:
         return out
 
     def _schema(self) -> pa.Schema:
-        return pa.schema([(k, _ARROW[t]) for k, t in self._types().items()])
+        return pa.schema([(k, ARROW_TYPES[t]) for k, t in self._types().items()])
 
     # -- passes ---------------------------------------------------------------------------------
     def _batches(self) -> Iterator[tuple[int, bsonio.Docs]]:

@@ -18,7 +18,9 @@ from lsdgraph._stores.api import Role
 from lsdgraph._stores.local import LocalStore
 
 _RANGE = {"$gte": pc.greater_equal, "$gt": pc.greater, "$lte": pc.less_equal, "$lt": pc.less}
-_ARROW = {"int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "uint64": pa.uint64()}
+# column types by numpy dtype name and by BSON kind (bsonio.encode's names)
+ARROW_TYPES = {"int64": pa.int64(), "uint64": pa.uint64(), "float64": pa.float64(), "double": pa.float64(),
+               "bool": pa.bool_()}
 BLOCK_KEY = schema.LOCAL["block_key"]
 
 
@@ -194,7 +196,7 @@ class LocalBackend:
         try:
             for columns in chunks:
                 if writer is None:
-                    sch = pa.schema([(k, _ARROW[kind]) for k, (kind, _) in columns.items()])
+                    sch = pa.schema([(k, ARROW_TYPES[kind]) for k, (kind, _) in columns.items()])
                     writer = self.engine.writer(db, coll, sch, cluster_by=BLOCK_KEY if BLOCK_KEY in columns else None,
                                                 row_group_rows=schema.LOCAL["row_group_rows"])
                 writer.append({k: a for k, (_, a) in columns.items()})
