@@ -80,7 +80,10 @@ def test_edges_need_their_nodes_in_the_store(dumps, tmp_path):
 
 
 def _ingest_slowly(folder, db):
+    import lsdgraph._ingest.local as local
     import lsdgraph._stores.local_write as w
+
+    local.CHECKPOINT_ROWS = 100
 
     append = w.DatasetWriter.append
 
@@ -110,6 +113,31 @@ def test_a_killed_run_leaves_nothing_and_a_second_run_waits_then_completes(dumps
     assert "edges_hist_quant_75" not in store.collections("r") and store.count("r", "nodes") == before
     (r,) = ingest(str(rag.edges_files["hist_quant_75"]), db=db, name="r", quiet=True)
     assert r.status == "complete" and store.count("r", "edges_hist_quant_75") == len(rag.u)
+    assert any(n.startswith("resumed at byte ") for n in r.notes), r.notes  # from the last checkpoint
+    # exactly what a load that was never stopped holds
+    fresh = str(tmp_path / "fresh")
+    ingest(str(rag.folder), db=fresh, name="r", quiet=True)
+    a, b = (open_rag(x, "r", edges="edges_hist_quant_75").read_arrays()[1].sort_values(["u", "v"], ignore_index=True)
+            for x in (db, fresh))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_file_changed_under_a_stopped_load_is_loaded_again_from_the_start(dumps, tmp_path):
+    rag = dumps.rag(n_nodes=400)
+    db = str(tmp_path / "s")
+    edges = rag.edges_files["hist_quant_75"]
+    ingest(str(rag.nodes_file), db=db, name="r", quiet=True)
+    child = mp.get_context("fork").Process(target=_ingest_slowly, args=(str(edges), db))
+    child.start()
+    time.sleep(1.0)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    raw = bytearray(edges.read_bytes())
+    raw[20] ^= 0x01  # inside the first document's u: a different file with the same size
+    edges.write_bytes(bytes(raw))
+    (r,) = ingest(str(edges), db=db, name="r", quiet=True)
+    assert any("loaded again from the start" in n for n in r.notes), r.notes
+    assert api.connect(db).count("r", "edges_hist_quant_75") == len(rag.u)
 
 
 def test_rows_are_clustered_so_small_rois_skip_row_groups(synthetic, tmp_path):

@@ -7,9 +7,11 @@ writer, which sorts rows by the Morton key of their block (``schema.json`` ``loc
 their position, edges by their ``u`` end) so an ROI read opens few row groups. Repeated unique keys
 (``id`` for nodes, ``(u, v)`` for edges, ``_id`` otherwise) are judged as MongoDB's unique indexes
 are: identical rows are duplicates kept once, different ones an error unless ``on_duplicate`` is
-``skip``. The collection's writer lock serialises two ingests; a run that stops publishes nothing,
-so a rerun loads the file again from the start (an unchanged, complete file is recognised and not
-loaded twice).
+``skip``. The collection's writer lock serialises two ingests; a run that stops publishes nothing.
+Every ``CHECKPOINT_ROWS`` rows the writer's sorted runs, the keys so far and the file's byte offset
+and CRC-32 are made durable, so a rerun continues from the last checkpoint when the file's first
+bytes still check (else it loads the file again from the start); an unchanged, complete file is
+recognised and not loaded twice.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.progress import Progress
 from lsdgraph._ingest import joins, keys
 from lsdgraph._ingest.lease import now
-from lsdgraph._ingest.load import VERSION, IngestReport, Options, _batch_stats, _same_bytes
+from lsdgraph._ingest.load import VERSION, IngestReport, Options, _batch_stats, _prefix_matches, _same_bytes
 from lsdgraph._io import bsonio, validate
 from lsdgraph._io.sources import SourceFile
 from lsdgraph._stores.local import DatasetWriter, LockHeld, block_key
@@ -33,6 +35,7 @@ from lsdgraph._stores.local_db import ARROW_TYPES, BLOCK_KEY, LocalBackend
 
 _EXTRA_TYPES = {bsonio.T_DOUBLE: "float64", bsonio.T_INT32: "int64", bsonio.T_INT64: "int64", 8: "bool"}
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+CHECKPOINT_ROWS = 1_000_000  # rows between checkpoints: what a killed load loads again at most
 
 
 def run_local(store: LocalBackend, db: str, f: SourceFile, collection: str, kind: schema.Kind, opts: Options,
@@ -55,6 +58,9 @@ def run_local(store: LocalBackend, db: str, f: SourceFile, collection: str, kind
                             "pass --drop to replace it")
     load = _Load(store, db, f, collection, kind, opts, nodes)
     try:
+        note = None if opts.drop else load.resume()
+        if note:
+            report.notes.append(note)
         load.stream(skip=None)
         if load.joins and load.table is None:
             raise LsdgraphError(f"{f.url}: the local store needs {load.nodes_name!r} before {collection!r} (edges "
@@ -103,7 +109,7 @@ class _Load:
         self.endpoints = self._endpoints()
         self.key_name = {"rag_nodes": "id", "rag_edges": "(u, v)"}.get(kind.name, "_id")
         self.writer: DatasetWriter | None = None
-        self.restart()
+        self.restart(resume=not opts.drop)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _node_table(self) -> joins.NodeTable | None:
@@ -160,12 +166,14 @@ class _Load:
         docs, _, _ = bsonio.scan(np.frombuffer(head, np.uint8), self.kind.fields, final=False)
         return validate.endpoints(docs, self.kind) if len(docs) else self.kind.integers
 
-    def restart(self) -> None:
+    def restart(self, resume: bool = False) -> None:
+        """A new writer: empty, or (``resume``) continuing the last checkpoint of a stopped load."""
         if self.writer is not None:
             self.writer.abort()
+
         def writer(wait: float | None) -> DatasetWriter:
             return self.store.engine.writer(self.db, self.collection, self._schema(), cluster_by=BLOCK_KEY,
-                                            row_group_rows=schema.LOCAL["row_group_rows"], wait=wait)
+                                            row_group_rows=schema.LOCAL["row_group_rows"], wait=wait, resume=resume)
 
         try:
             self.writer = writer(0)
@@ -174,10 +182,44 @@ class _Load:
                 raise
             self.opts.say(f"waiting: {str(e).split('; wait for it')[0]}")
             self.writer = writer(self.opts.wait)
-        self.documents, self.crc = 0, 0
+        self.documents, self.crc, self.offset = 0, 0, 0
         self.stats: dict = {}
         self.keys: list[np.ndarray] = []
         self.digests: list[np.ndarray] = []
+        self.saved = 0          # key batches already in the writer's folder (checkpointed)
+        self.since = 0          # rows appended since the last checkpoint
+
+    def resume(self) -> str | None:
+        """Continue from the checkpoint of a stopped load of this file (its first bytes unchanged);
+        returns the note to report, None when there is nothing to continue."""
+        assert self.writer is not None
+        state = self.writer.resumed
+        if not state:
+            return None
+        if state.get("fingerprint") != self.f.fingerprint or not _prefix_matches(self.f, state["offset"], state["crc"]):
+            self.restart()
+            return (f"the file changed since the interrupted load (its first {state['offset']:,} bytes differ): "
+                    "loaded again from the start")
+        self.documents, self.crc, self.offset = state["documents"], state["crc"], state["offset"]
+        self.stats = state["stats"]
+        parts = [np.load(self.writer.folder / f"keys-{i:05d}.npz") for i in range(state["saved"])]
+        self.keys = [p["keys"] for p in parts]
+        self.digests = [p["digests"] for p in parts]
+        self.saved = state["saved"]
+        return f"resumed at byte {self.offset:,}"
+
+    def checkpoint(self) -> None:
+        """Keys so far next to the writer's runs, then the writer's checkpoint with where the file stands."""
+        assert self.writer is not None
+        if self.saved < len(self.keys):
+            np.savez(self.writer.folder / f"keys-{self.saved:05d}.npz",
+                     keys=np.concatenate(self.keys[self.saved:]), digests=np.concatenate(self.digests[self.saved:]))
+            self.keys[self.saved:] = [np.concatenate(self.keys[self.saved:])]
+            self.digests[self.saved:] = [np.concatenate(self.digests[self.saved:])]
+            self.saved += 1
+        self.writer.checkpoint({"fingerprint": self.f.fingerprint, "offset": self.offset, "crc": self.crc,
+                                "documents": self.documents, "stats": self.stats, "saved": self.saved})
+        self.since = 0
 
     def _types(self) -> dict[str, str]:
         ids = "uint64" if self.kind.name.startswith("rag_") else "int64"
@@ -200,10 +242,10 @@ class _Load:
 
     # -- passes ---------------------------------------------------------------------------------
     def _batches(self) -> Iterator[tuple[int, bsonio.Docs]]:
-        stream = self.f.open(0)
+        stream = self.f.open(self.offset)
         try:
             for base, docs, err in bsonio.iter_docs(stream, self.fields, chunk_bytes=self.opts.chunk_bytes,
-                                                    max_docs=self.opts.batch_docs):
+                                                    max_docs=self.opts.batch_docs, start_offset=self.offset):
                 msg = validate.check(docs, self.kind, file=self.f.url, base_offset=base, first_index=self.documents,
                                      integers=self.endpoints)
                 if msg:
@@ -227,10 +269,11 @@ class _Load:
             bar.close()
 
     def _stream(self, types: dict[str, str], skip: np.ndarray | None, bar: Progress) -> None:
-        for _, docs in self._batches():
+        for base, docs in self._batches():
             if len(docs):
                 bar.update(int(docs.ends[-1] - docs.starts[0]), len(docs))
                 self.crc = zlib.crc32(docs.block(), self.crc)
+                self.offset = base + int(docs.ends[-1])
                 self.stats = _batch_stats(self.kind, docs, self.stats)
             cols = {f: docs.column(f, t) for f, t in types.items() if f not in (BLOCK_KEY,) and f in self.fields}
             if self.joins and self.table is not None:
@@ -253,6 +296,9 @@ class _Load:
             assert self.writer is not None
             if not self.joins or self.table is not None:  # without nodes only checked: refused at the end
                 self.writer.append(cols)
+                self.since += len(docs)
+                if skip is None and self.since >= CHECKPOINT_ROWS:
+                    self.checkpoint()
 
     def _keys(self, docs: bsonio.Docs, cols: dict[str, np.ndarray]) -> np.ndarray:
         """(n, 2) uint64 unique keys of a batch; rows without one (no ``_id``) get a key of their own."""

@@ -61,7 +61,7 @@ from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._stores import local_read, local_records
 from lsdgraph._stores.local_keys import block_key, roi_filter
 from lsdgraph._stores.local_lock import CollectionLock, LockHeld, pin_version, try_retire
-from lsdgraph._stores.local_write import DatasetWriter, check_schema, fsync_path
+from lsdgraph._stores.local_write import CHECKPOINT, DatasetWriter, check_schema, fsync_path, load_checkpoint
 
 __all__ = ["DatasetWriter", "LocalStore", "LockHeld", "block_key", "is_local_uri", "local_root", "roi_filter"]
 
@@ -230,10 +230,17 @@ class LocalStore:
                     removed += 1
         return removed
 
-    def _clean_staging(self, db: str, coll: str) -> None:
-        """Delete what killed writers of ``coll`` left in ``.staging``. Caller holds the collection lock."""
+    def _clean_staging(self, db: str, coll: str, keep: Path | None = None) -> None:
+        """Delete what killed writers of ``coll`` left in ``.staging`` (but ``keep``). Caller holds the
+        collection lock."""
         for stale in self._entries(self._db(db) / ".staging", coll):
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale != keep:
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def _resumable(self, db: str, coll: str, schema: pa.Schema) -> Path | None:
+        """The newest staging folder of ``coll`` with a usable checkpoint for ``schema``."""
+        found = [p for p in self._entries(self._db(db) / ".staging", coll) if load_checkpoint(p, schema) is not None]
+        return max(found, key=lambda p: (p / CHECKPOINT).stat().st_mtime) if found else None
 
     # -- records --------------------------------------------------------------------------------
 
@@ -281,9 +288,11 @@ class LocalStore:
 
     def writer(self, db: str, coll: str, schema: pa.Schema, *, cluster_by: str | None = None,
                row_group_rows: int = 32_768, memory_rows: int = 2_000_000, file_rows: int = 1 << 22,
-               wait: float | None = None) -> DatasetWriter:
+               wait: float | None = None, resume: bool = False) -> DatasetWriter:
         """A writer of the collection's next version; it holds the collection lock until commit/abort.
-        ``cluster_by`` names a uint64 column (e.g. :func:`block_key`) the rows are sorted by."""
+        ``cluster_by`` names a uint64 column (e.g. :func:`block_key`) the rows are sorted by. With
+        ``resume``, the writer continues the last checkpoint a stopped writer of the same schema left
+        (``writer.resumed`` holds the state it saved; None: it starts empty)."""
         what = f"{db}.{coll} in {self.root}"
         link = self._link(db, coll)
         sch = check_schema(schema, cluster_by, what)
@@ -292,8 +301,9 @@ class LocalStore:
         lock = self.lock(db, coll, wait=wait)
         lock.acquire()
         try:
-            self._clean_staging(db, coll)
-            folder = self._db(db) / ".staging" / f"{coll}.{uuid.uuid4().hex}"
+            kept = self._resumable(db, coll, sch) if resume and cluster_by is not None else None
+            self._clean_staging(db, coll, keep=kept)
+            folder = kept or self._db(db) / ".staging" / f"{coll}.{uuid.uuid4().hex}"
 
             def publish(out: Path, rows: int, record: dict | None) -> None:
                 self._publish(db, coll, out, record)

@@ -45,6 +45,20 @@ TYPES = {"int64": pa.int64(), "uint64": pa.uint64(), "float64": pa.float64(), "b
          "string": pa.string()}
 COMPRESSION = "zstd"
 RUN_COMPRESSION = "lz4"
+CHECKPOINT = "checkpoint.json"
+
+
+def load_checkpoint(folder: Path, schema: pa.Schema) -> dict | None:
+    """The checkpoint a writer left in ``folder`` when its schema is ``schema`` and every run it
+    names is there (None: nothing to resume)."""
+    try:
+        saved = json.loads((folder / CHECKPOINT).read_text())
+    except (OSError, ValueError):
+        return None
+    runs = folder / "runs"
+    if saved.get("schema") != schema.to_string() or not all((runs / n).is_file() for n in saved.get("runs", [])):
+        return None
+    return saved
 Publish = Callable[[Path, int, "dict | None"], None]
 
 
@@ -195,7 +209,8 @@ class DatasetWriter:
         self.folder = folder
         self._publish, self._release = publish, release
         self._runs_dir, self._out_dir = folder / "runs", folder / "out"
-        self._runs_dir.mkdir(parents=True)
+        self._runs_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self._out_dir, ignore_errors=True)  # a resumed writer writes its output anew
         self._out_dir.mkdir()
         self._out = PartWriter(self._out_dir, schema, row_group_rows, file_rows)
         self._buffer: list[pa.Table] = []
@@ -205,6 +220,11 @@ class DatasetWriter:
         self.rows = 0
         self.state = "open"
         self._pid = os.getpid()
+        self.resumed: dict | None = None  # the state of the checkpoint this writer continues from
+        saved = load_checkpoint(folder, schema) if cluster_by is not None else None
+        if saved is not None:
+            self._runs = [self._runs_dir / n for n in saved["runs"]]
+            self.rows, self.resumed = saved["rows"], saved["state"]
 
     # -- the public calls -----------------------------------------------------------------------
 
@@ -233,6 +253,26 @@ class DatasetWriter:
             self._buffered += table.num_rows
             if self._buffered >= self.memory_rows:
                 self._spill()
+
+    def checkpoint(self, state: dict) -> None:
+        """Make every row appended so far durable (spilled as a sorted run) and record ``state``
+        with them, so that after a crash ``store.writer(..., resume=True)`` continues from here
+        (clustered writers only: their rows live in runs until the commit)."""
+        self._check_open()
+        if self.cluster_by is None:
+            raise LsdgraphError(f"{self.what}: only a clustered writer (cluster_by=...) can checkpoint")
+        with self._io("checkpoint"):
+            if self._buffered:
+                self._spill()
+            for run in self._runs:
+                fsync_path(run)
+            text = json.dumps({"schema": self.schema.to_string(), "runs": [r.name for r in self._runs],
+                               "rows": self.rows, "state": state})
+            tmp = self.folder / "checkpoint.json.tmp"
+            tmp.write_text(text)
+            fsync_path(tmp)
+            os.replace(tmp, self.folder / CHECKPOINT)
+            fsync_path(self.folder)
 
     def commit(self, record: dict | None = None) -> int:
         """Publish the rows as the collection's new version (and ``record`` as its record, under
