@@ -10,6 +10,7 @@ import warnings
 import bson
 import networkx as nx
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -301,3 +302,73 @@ def test_column_filters_match_mongomock_engine(mock_rag, local_rag, lo, width, o
             bson.decode(d.raw(i))["_id"] for d in _mock_find_raw(coll, filt, ["_id"], 500) for i in range(len(d))
         }
         assert got_ids == {d["_id"] for d in coll.find(filt, {"_id": 1})}
+
+
+def edge_dict(edges: pd.DataFrame) -> dict:
+    return dict(
+        zip(zip(edges["u"].tolist(), edges["v"].tolist(), strict=True), edges["merge_score"].tolist(), strict=True)
+    )
+
+
+def node_dict(nodes: pd.DataFrame) -> dict:
+    return {i: tuple(p) for i, *p in nodes[["id", "center_z", "center_y", "center_x"]].itertuples(index=False)}
+
+
+def assert_same_edges(got: dict, expected: dict):
+    assert got.keys() == expected.keys()
+    for k, s in expected.items():
+        assert (s is None and (got[k] is None or math.isnan(got[k]))) or got[k] == s, k
+
+
+def test_unbounded_axes_and_the_whole_collection(rag, truth):
+    # funlib's unbounded axes: ±inf bounds still leave out edges whose u is not a stored node
+    roi = {"offset": (None, 100, 200), "shape": (None, 500, 400)}
+    for policy in ("u", "both", "either"):
+        nodes, edges = rag.read_arrays(roi, 0.6, edges=policy)
+        inside, expected = brute(truth, as_roi(roi), 0.6, policy)
+        assert set(nodes["id"].tolist()) == inside
+        assert_same_edges(edge_dict(edges), expected)
+    u, v, s = rag.edge_arrays()
+    got = dict(zip(zip(u.tolist(), v.tolist(), strict=True), s.tolist(), strict=True))
+    assert_same_edges(got, {(e["u"], e["v"]): e["merge_score"] for e in truth[1]})
+    u, v, s = rag.edge_arrays(max_score=0.5)
+    assert_same_edges(
+        dict(zip(zip(u.tolist(), v.tolist(), strict=True), s.tolist(), strict=True)),
+        brute(truth, None, 0.5, "u")[1],
+    )
+    assert (s == 0.5).sum() >= 3  # write_rag's ties at exactly 0.5 pass
+
+
+def test_read_graph_daisy_shape_ties_and_direction(rag, truth):
+    roi = Roi((100, 200, 0), (600, 500, 700))
+    g = rag.read_graph(roi, max_score=0.7)
+    inside, expected = brute(truth, roi, 0.7, "u")
+    assert isinstance(g, nx.Graph) and not g.is_directed()
+    assert all(type(n) is int for n in g.nodes)
+    with_attrs = {n for n, d in g.nodes(data=True) if d}
+    assert with_attrs == inside
+    for n in inside:
+        assert (g.nodes[n]["center_z"], g.nodes[n]["center_y"], g.nodes[n]["center_x"]) == truth[0][n]
+    # daisy's shape: endpoints outside the ROI are nodes without attributes
+    assert set(g.nodes) - inside == {v for (u, v) in expected if v not in inside}
+    assert {frozenset(e) for e in g.edges} == {frozenset(e) for e in expected}
+    for u, v, d in g.edges(data=True):
+        key = (min(u, v), max(u, v))
+        assert d["merge_score"] == expected[key] and type(d["agglomerated"]) is bool
+    nulls = rag.read_graph(roi)  # no threshold: null scores come back as None
+    assert any(d["merge_score"] is None for _, _, d in nulls.edges(data=True)) == any(
+        s is None for s in brute(truth, roi, None, "u")[1].values()
+    )
+    directed = rag.read_graph(roi, max_score=0.7, directed=True)
+    assert directed.is_directed() and set(directed.edges) == set(expected)
+
+
+def test_threshold_stats_counts_and_histogram(rag, truth):
+    stats = rag.threshold_stats([0.25, 0.5, 1.0], bins=4)
+    scored = [e["merge_score"] for e in truth[1] if e["merge_score"] is not None]
+    assert stats["edges"] == len(truth[1]) and stats["nulls"] == len(truth[1]) - len(scored)
+    assert (stats["min"], stats["max"]) == (min(scored), max(scored))
+    assert [h["edges"] for h in stats["histogram"]] == [
+        sum(lo <= s < hi for s in scored) for lo, hi in ((0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 2))
+    ]
+    assert [c["edges"] for c in stats["counts"]] == [sum(s <= t for s in scored) for t in (0.25, 0.5, 1.0)]

@@ -1,7 +1,7 @@
-"""The query layer on a real MongoDB wire-protocol server (SecantusDB): results equal a brute-force
-computation over the same bson files, every ROI read is one index-bounded find per collection
-(explain), the number of round trips does not grow with the ROI, and the CLI's ``info``/``query``
-(all formats, bad input) agree with the API. One ~11k-document database for the module."""
+"""What only a real MongoDB wire-protocol server (SecantusDB) shows: every ROI read is one
+index-bounded find per collection (explain), the number of round trips does not grow with the ROI,
+and the CLI's ``info``/``query`` (all formats, bad input) agree with the API. Results against a
+brute-force computation run on every store in ``test_query.py``. One ~11k-document database."""
 from __future__ import annotations
 
 import io
@@ -15,15 +15,13 @@ import numpy as np
 import pandas as pd
 import pymongo
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from pymongo import monitoring
-from test_query import EXTENT, brute, write_rag
+from test_query import EXTENT, assert_same_edges, edge_dict, node_dict, write_rag
 
 from lsdgraph import cli
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
-from lsdgraph._core.roi import Roi, as_roi, mongo_filter
+from lsdgraph._core.roi import Roi, mongo_filter
 from lsdgraph._ingest import ingest
 from lsdgraph._query import rag as query
 from lsdgraph._stores import mongo as store_mod
@@ -100,22 +98,6 @@ def rag(loaded):
     return loaded.rag()
 
 
-def edge_dict(edges: pd.DataFrame) -> dict:
-    return dict(
-        zip(zip(edges["u"].tolist(), edges["v"].tolist(), strict=True), edges["merge_score"].tolist(), strict=True)
-    )
-
-
-def node_dict(nodes: pd.DataFrame) -> dict:
-    return {i: tuple(p) for i, *p in nodes[["id", "center_z", "center_y", "center_x"]].itertuples(index=False)}
-
-
-def assert_same_edges(got: dict, expected: dict):
-    assert got.keys() == expected.keys()
-    for k, s in expected.items():
-        assert (s is None and (got[k] is None or math.isnan(got[k]))) or got[k] == s, k
-
-
 def index_fields(coll, name: str) -> set[str]:
     return {f for f, _ in coll.index_information()[name]["key"]}
 
@@ -124,95 +106,7 @@ def index_fields(coll, name: str) -> set[str]:
 # results equal brute force
 
 
-rois = st.builds(
-    lambda z, y, x, dz, dy, dx: Roi((z, y, x), (dz, dy, dx)),
-    *[st.floats(-100, EXTENT) for _ in range(3)],
-    *[st.floats(0, EXTENT) for _ in range(3)],
-)
 
-
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    roi=rois,
-    pick=st.one_of(st.none(), st.floats(0, 1), st.integers(0, 10**6)),
-    policy=st.sampled_from(["u", "both", "either"]),
-)
-def test_read_arrays_equals_brute_force_on_the_server(loaded, rag, roi, pick, policy):
-    # thresholds: none, any number in [0, 1], or exactly a stored score (ties must pass: <=)
-    t = loaded.scores[pick % len(loaded.scores)] if isinstance(pick, int) else pick
-    nodes, edges = rag.read_arrays(roi, max_score=t, edges=policy)
-    inside, expected = brute(loaded.truth, roi, t, policy)
-    assert node_dict(nodes) == {i: loaded.pos[i] for i in inside}
-    assert_same_edges(edge_dict(edges), expected)
-    assert nodes["id"].dtype == np.uint64 and edges["u"].dtype == np.uint64 and edges["v"].dtype == np.uint64
-
-
-def test_unbounded_axes_and_the_whole_collection(loaded, rag):
-    # funlib's unbounded axes: ±inf bounds still leave out edges whose u is not a stored node
-    roi = {"offset": (None, 100, 200), "shape": (None, 500, 400)}
-    for policy in ("u", "both", "either"):
-        nodes, edges = rag.read_arrays(roi, 0.6, edges=policy)
-        inside, expected = brute(loaded.truth, as_roi(roi), 0.6, policy)
-        assert set(nodes["id"].tolist()) == inside
-        assert_same_edges(edge_dict(edges), expected)
-    u, v, s = rag.edge_arrays()
-    got = dict(zip(zip(u.tolist(), v.tolist(), strict=True), s.tolist(), strict=True))
-    assert_same_edges(got, {(e["u"], e["v"]): e["merge_score"] for e in loaded.edges})
-    u, v, s = rag.edge_arrays(max_score=0.5)
-    assert_same_edges(
-        dict(zip(zip(u.tolist(), v.tolist(), strict=True), s.tolist(), strict=True)),
-        brute(loaded.truth, None, 0.5, "u")[1],
-    )
-    assert (s == 0.5).sum() >= 3  # write_rag's ties at exactly 0.5 pass
-
-
-def test_read_graph_on_the_server(loaded, rag):
-    roi = Roi((100, 200, 0), (600, 500, 700))
-    g = rag.read_graph(roi, max_score=0.7)
-    inside, expected = brute(loaded.truth, roi, 0.7, "u")
-    assert isinstance(g, nx.Graph) and not g.is_directed()
-    assert all(type(n) is int for n in g.nodes)
-    with_attrs = {n for n, d in g.nodes(data=True) if d}
-    assert with_attrs == inside
-    for n in inside:
-        assert (g.nodes[n]["center_z"], g.nodes[n]["center_y"], g.nodes[n]["center_x"]) == loaded.pos[n]
-    # daisy's shape: endpoints outside the ROI are nodes without attributes
-    assert set(g.nodes) - inside == {v for (u, v) in expected if v not in inside}
-    assert {frozenset(e) for e in g.edges} == {frozenset(e) for e in expected}
-    for u, v, d in g.edges(data=True):
-        key = (min(u, v), max(u, v))
-        assert d["merge_score"] == expected[key] and type(d["agglomerated"]) is bool
-    nulls = rag.read_graph(roi)  # no threshold: null scores come back as None
-    assert any(d["merge_score"] is None for _, _, d in nulls.edges(data=True)) == any(
-        s is None for s in brute(loaded.truth, roi, None, "u")[1].values()
-    )
-    directed = rag.read_graph(roi, max_score=0.7, directed=True)
-    assert directed.is_directed() and set(directed.edges) == set(expected)
-
-
-def test_iter_blocks_on_the_server_gives_each_edge_once(rag):
-    roi = Roi((0, 0, 0), (EXTENT, EXTENT, EXTENT))
-    whole_nodes, whole_edges = rag.read_arrays(roi, max_score=0.6)
-    seen_nodes, seen_edges = [], []
-    for block, (n, e) in rag.iter_blocks(roi, (500, 500, 1000), max_score=0.6, as_graph=False):
-        assert block.contains(n[["center_z", "center_y", "center_x"]].to_numpy()).all()
-        seen_nodes += n.id.tolist()
-        seen_edges += list(zip(e.u.tolist(), e.v.tolist(), strict=True))
-    assert sorted(seen_nodes) == sorted(whole_nodes.id.tolist())
-    assert sorted(seen_edges) == sorted(zip(whole_edges.u.tolist(), whole_edges.v.tolist(), strict=True))
-    graphs = list(rag.iter_blocks(roi, (EXTENT, EXTENT, EXTENT / 2), max_score=0.6))
-    assert len(graphs) == 2 and sum(g.number_of_edges() for _, g in graphs) == len(whole_edges)
-
-
-def test_threshold_stats_on_the_server(loaded, rag):
-    stats = rag.threshold_stats([0.25, 0.5, 1.0], bins=4)
-    scored = [e["merge_score"] for e in loaded.edges if e["merge_score"] is not None]
-    assert stats["edges"] == len(loaded.edges) and stats["nulls"] == len(loaded.edges) - len(scored)
-    assert (stats["min"], stats["max"]) == (min(scored), max(scored))
-    assert [h["edges"] for h in stats["histogram"]] == [
-        sum(lo <= s < hi for s in scored) for lo, hi in ((0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 2))
-    ]
-    assert [c["edges"] for c in stats["counts"]] == [sum(s <= t for s in scored) for t in (0.25, 0.5, 1.0)]
 
 
 def test_threshold_stats_when_every_score_is_one_value_outside_0_1(loaded):
