@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     _db_args(s)
     s.add_argument("--bson", default=None, metavar="FOLDER",
                    help="read nodes.bson and EDGES.bson from this RAG folder instead of a database")
-    s.add_argument("--edges", default="edges_hist_quant_75", help="edges collection / file stem")
+    s.add_argument("--edges", default=None, help="edges collection / file stem (default: the only one, else "
+                                                 "edges_hist_quant_75)")
     s.add_argument("--thresholds", default="0:1:0.02", help="start:stop:step (stop exclusive) or a list "
                                                             "'0.1,0.5' (default 0:1:0.02)")
     s.add_argument("--roi", default=None, metavar="Z0,Y0,X0:Z1,Y1,X1", help="only this ROI (nm)")
@@ -273,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skeletons-name", default=None, help="database holding the skeletons (default: --name)")
     s.add_argument("--fragments", required=True, help="zarr array of fragment ids (local or s3://)")
     s.add_argument("--mask", default=None, help="zarr mask: skeleton nodes where it is 0 are left out")
-    s.add_argument("--edges", default="edges_hist_quant_75")
+    s.add_argument("--edges", default=None, help="edges collection (default: the only one, else "
+                                                 "edges_hist_quant_75)")
     s.add_argument("--thresholds", default="0:1:0.02")
     s.add_argument("--roi", default=None, metavar="Z0,Y0,X0:Z1,Y1,X1", help="agglomerate only this ROI (nm)")
     s.add_argument("--merge-rule", choices=("segment", "skeleton"), default="segment",

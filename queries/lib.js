@@ -158,11 +158,13 @@ function kindOf(name) {
   return 'other';
 }
 
+// the one rule of lsdgraph's schema.choose_edges: the named one, else the only one, else the default
 function edgesCollection(name) {
   if (name) return requireCollection(name, 'rag_edges');
-  const all = collectionNames().filter((n) => kindOf(n) === 'rag_edges');
-  if (all.length !== 1) fail(`database ${db.getName()} has ${all.length} edges collections (${all.join(', ') || 'none'}); set edges = "..."`);
-  return db.getCollection(all[0]);
+  const all = collectionNames().filter((n) => kindOf(n) === 'rag_edges').sort();
+  if (all.length === 1) return db.getCollection(all[0]);
+  if (all.includes(SCHEMA.default_edges.name)) return db.getCollection(SCHEMA.default_edges.name);
+  fail(`database ${db.getName()} has ${all.length} edges collections (${all.join(', ') || 'none'}) and none is ${SCHEMA.default_edges.name}; set edges = "..."`);
 }
 
 // fields lsdgraph adds to edges for indexed ROI reads: not part of the user's data

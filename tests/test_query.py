@@ -244,8 +244,8 @@ def test_bad_threshold_and_names(rag):
         rag.read_arrays(None, max_score=float("nan"))
     with pytest.raises(LsdgraphError, match="edges_hist_quant_75, edges_mean"):
         query.open_rag(name=rag.db, edges="edges_nope", store=rag.store)
-    with pytest.raises(LsdgraphError, match="2 edges collections"):
-        query.open_rag(name=rag.db, store=rag.store)
+    # the one default rule: edges_hist_quant_75 of the two (schema.json default_edges)
+    assert query.open_rag(name=rag.db, store=rag.store).edges_name == "edges_hist_quant_75"
     with pytest.raises(LsdgraphError, match="no database"):
         query.open_rag(name="nope", store=rag.store)
     with pytest.raises(LsdgraphError, match="edge policy"):

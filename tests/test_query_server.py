@@ -343,8 +343,7 @@ def test_cli_bad_input_exit_status_from_the_real_entry_point(loaded):
 def test_api_bad_input_on_the_server(loaded, rag):
     with pytest.raises(LsdgraphError, match="edges_hist_quant_75, edges_mean"):
         query.open_rag(loaded.uri, loaded.name, edges="edges_typo")
-    with pytest.raises(LsdgraphError, match="has 2 edges collections"):
-        query.open_rag(loaded.uri, loaded.name)
+    assert query.open_rag(loaded.uri, loaded.name).edges_name == "edges_hist_quant_75"  # the default rule
     with pytest.raises(LsdgraphError, match="outside the stored range"):
         rag.read_arrays(None, max_score=-0.5)
     with pytest.raises(LsdgraphError, match="edge policy"):

@@ -120,3 +120,17 @@ def test_the_checks_catch_what_they_look_for():
     )
     assert sorted(v for _, v in _index_literals(tree)) == ["fragment", "position", "u_position"]
     assert sorted(v for _, v in _name_literals(tree)) == ["lsdgraph_lut.", "lsdgraph_meta"]
+
+
+def test_one_rule_for_the_default_edges():
+    from lsdgraph._core import schema
+    from lsdgraph._core.errors import LsdgraphError
+
+    assert schema.choose_edges(["edges_mean"], None, "db") == "edges_mean"  # the only one
+    three = ["edges_hist_quant_50", "edges_hist_quant_75", "edges_mean"]
+    assert schema.choose_edges(three, None, "db") == schema.DEFAULT_EDGES == "edges_hist_quant_75"
+    assert schema.choose_edges(three, "edges_mean", "db") == "edges_mean"
+    with pytest.raises(LsdgraphError, match=r"db has 2 edges collections \(edges_a, edges_b\) and none is"):
+        schema.choose_edges(["edges_b", "edges_a"], None, "db")
+    with pytest.raises(LsdgraphError, match=r"no edges 'edges_x' in db; it has: edges_mean"):
+        schema.choose_edges(["edges_mean"], "edges_x", "db")

@@ -51,13 +51,11 @@ def read_columns(path: Path, kind: schema.Kind, fields: dict[str, str]) -> dict[
     return {f: np.concatenate(p) for f, p in parts.items()}
 
 
-def edges_file(folder: Path, edges: str) -> Path:
-    """``folder/<edges>.bson``, or a one-line error listing the edges files there."""
-    p = folder / f"{edges}.bson"
-    if not p.exists():
-        found = sorted(x.stem for x in folder.glob("edges*.bson"))
-        raise LsdgraphError(f"{p}: no such file; {folder} has edges: {', '.join(found) or 'none'}")
-    return p
+def edges_file(folder: Path, edges: str | None) -> Path:
+    """``folder/<edges>.bson`` (by default the edges file :func:`schema.choose_edges` picks), or a
+    one-line error listing the edges files there."""
+    found = [x.stem for x in folder.glob("edges*.bson")]
+    return folder / f"{schema.choose_edges(found, edges, str(folder), '--edges')}.bson"
 
 
 def read_rag(folder: str | Path, edges: str, roi=None) -> RagArrays:

@@ -173,7 +173,7 @@ def plot(table: pd.DataFrame, best: pd.Series, path: Path, title: str) -> Path:
 
 def evaluate(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
              skeletons: str | None = None, skeletons_name: str | None = None, fragments: str,
-             mask: str | None = None, edges: str = "edges_hist_quant_75", thresholds="0:1:0.02",
+             mask: str | None = None, edges: str | None = None, thresholds="0:1:0.02",
              out: str | Path, tree_dir: str | Path | None = None, roi=None, merge_rule: metrics.MergeRule = "segment",
              profile: str | None = None,
              endpoint_url: str | None = None, quiet: bool = False, stream=None) -> EvaluationResult:
@@ -190,6 +190,7 @@ def evaluate(*, store: Backend | None = None, db: str | None = None, name: str |
     store = store or connect(db)
     t0 = time.perf_counter()
     rag = open_rag(db, name, edges=edges, store=store)
+    edges = rag.edges_name
     skel_db = database(store, skeletons_name) if skeletons_name else rag.db
     skel = SkeletonSet.open(store, skel_db, skeletons)
     mapping = map_skeleton_fragments(store, skel_db, skel, fragments, mask=mask,

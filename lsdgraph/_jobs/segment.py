@@ -13,9 +13,9 @@ import pandas as pd
 from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._core import schema
 from lsdgraph._jobs.results import write_lut_documents
-from lsdgraph._jobs.trees import build_tree
+from lsdgraph._jobs.trees import build_tree, edges_name
 from lsdgraph._query.rag import open_rag
-from lsdgraph._stores.api import Backend
+from lsdgraph._stores.api import Backend, connect
 
 LUT_DIR = Path("luts") / "fragment_segment"
 
@@ -34,7 +34,7 @@ class SegmentResult:
 
 
 def segment(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
-            edges: str = "edges_hist_quant_75", bson: str | None = None, thresholds="0:1:0.02", roi=None,
+            edges: str | None = None, bson: str | None = None, thresholds="0:1:0.02", roi=None,
             out: str | Path, lut_files: bool = True, db_luts: str = "all", quiet: bool = False,
             stream=None) -> SegmentResult:
     """Run the batch job; see the module docstring. ``db_luts``: ``all``, ``none`` or a threshold
@@ -42,6 +42,9 @@ def segment(*, store: Backend | None = None, db: str | None = None, name: str | 
     stream = stream or sys.stderr
     log = (lambda *a: None) if quiet else (lambda msg: print(msg, file=stream, flush=True))
     values, _ = agglomerate.parse_thresholds(thresholds)
+    if bson is None:
+        store = store or connect(db)
+    edges = edges_name(store=store, db=db, name=name, edges=edges, bson=bson)
     out = Path(out)
     tree, tree_path, reused, seconds = build_tree(store=store, db=db, name=name, edges=edges, bson=bson,
                                                   roi=roi, out=out, log=log, progress=False if quiet else None)

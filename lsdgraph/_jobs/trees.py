@@ -63,8 +63,20 @@ def save_tree(tree: agglomerate.MergeTree, out: Path, edges: str, key: str, inpu
     return path
 
 
+def edges_name(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
+               edges: str | None = None, bson: str | None = None) -> str:
+    """The edges a job reads: ``edges``, else the one rule (:func:`schema.choose_edges`) over the
+    database's edges collections or the folder's edges files."""
+    if bson is not None:
+        folder = Path(bson)
+        if not folder.is_dir():
+            raise LsdgraphError(f"--bson {bson}: not a folder; point it at a RAG folder (nodes.bson + edges_*.bson)")
+        return dumps.edges_file(folder, edges).stem
+    return open_rag(db, name, edges=edges, store=store).edges_name
+
+
 def build_tree(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
-               edges: str = "edges_hist_quant_75", bson: str | None = None, roi=None, out: str | Path,
+               edges: str | None = None, bson: str | None = None, roi=None, out: str | Path,
                log=None, progress: bool | None = False) -> tuple[agglomerate.MergeTree, Path, bool, dict]:
     """The merge tree for a RAG, reused from ``out`` when the inputs are unchanged.
 
@@ -74,11 +86,9 @@ def build_tree(*, store: Backend | None = None, db: str | None = None, name: str
     out.mkdir(parents=True, exist_ok=True)
     roi = as_roi(roi)
     t0 = time.perf_counter()
+    edges = edges_name(store=store, db=db, name=name, edges=edges, bson=bson)
     if bson is not None:
         folder = Path(bson)
-        if not folder.is_dir():
-            raise LsdgraphError(f"--bson {bson}: not a folder; point it at a RAG folder (nodes.bson + edges_*.bson)")
-        dumps.edges_file(folder, edges)
         inputs = {**_file_inputs(folder, edges), "roi": str(roi)}
         rag = None
     else:

@@ -509,7 +509,8 @@ def open_rag(
 ) -> Rag:
     """Open a RAG that ``lsdgraph ingest`` (or daisy's MongoDbGraphProvider) wrote.
 
-    ``edges``: the edges collection (``edges_hist_quant_75``…); optional when there is only one.
+    ``edges``: the edges collection; by default the only one, else ``edges_hist_quant_75``
+    (``schema.json`` ``default_edges``).
     """
     store = store or connect(uri)
     db = database(store, name)
@@ -519,19 +520,10 @@ def open_rag(
             f"database {name!r} has no {nodes!r} collection (collections: "
             f"{', '.join(sorted(names)) or 'none'}); ingest a RAG folder into it first"
         )
-    edge_names = sorted(n for n in names if schema.kind_of(n).name == "rag_edges")
-    if edges is None:
-        if len(edge_names) != 1:
-            raise LsdgraphError(
-                f"database {name!r} has {len(edge_names)} edges collections "
-                f"({', '.join(edge_names) or 'none'}); choose one with --edges"
-            )
-        edges = edge_names[0]
-    if edges not in names:
-        raise LsdgraphError(
-            f"no edges collection {edges!r} in database {name!r}; it has: {', '.join(edge_names) or 'none'}"
-        )
-    return Rag(store, db, nodes, edges)
+    edge_names = [n for n in names if schema.kind_of(n).name == "rag_edges"]
+    if edges is not None and edges in names:  # any collection may be read as edges when named
+        return Rag(store, db, nodes, edges)
+    return Rag(store, db, nodes, schema.choose_edges(edge_names, edges, f"database {name!r}", "edges="))
 
 
 def open_skeletons(
