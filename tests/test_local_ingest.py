@@ -70,7 +70,10 @@ def test_bad_document_publishes_nothing_and_names_the_byte(dumps, tmp_path):
     cut = dumps.write("cut/nodes.bson", rag.nodes_file.read_bytes()[:-7])
     with pytest.raises(LsdgraphError, match=r"nodes.bson: document #49 at byte [0-9,]+: the data ends inside"):
         ingest(str(cut), db=str(tmp_path / "s"), name="r", quiet=True)
-    assert api.connect(str(tmp_path / "s")).collections("r") == []
+    store = api.connect(str(tmp_path / "s"))
+    assert store.collections("r") == []
+    rec = store.record("r", "nodes")  # a failed record, as `info` shows for MongoDB loads
+    assert rec["status"] == "failed" and "the data ends inside" in rec["error"]
 
 
 def test_edges_need_their_nodes_in_the_store(dumps, tmp_path):

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from lsdgraph._core import schema
-from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.errors import LsdgraphError, redact_record
 from lsdgraph._core.progress import Progress
 from lsdgraph._ingest import joins, keys
 from lsdgraph._ingest.lease import now
@@ -77,7 +77,7 @@ def run_local(store: LocalBackend, db: str, f: SourceFile, collection: str, kind
         report.loaded = load.documents - len(repeats)
         report.status = "complete"
         report.seconds = time.monotonic() - t0
-        load.commit({
+        load.commit(redact_record({
             "_id": collection, "collection": collection, "kind": kind.name, "source": f.url, "file": f.rel,
             "size": f.size, "fingerprint": f.fingerprint, "status": "complete", "documents": load.documents,
             "duplicates": len(repeats), "removed": 0, "loaded": report.loaded, "checksum": f"crc32:{load.crc:08x}",
@@ -85,10 +85,17 @@ def run_local(store: LocalBackend, db: str, f: SourceFile, collection: str, kind
             "positions": True if load.table is not None else None,
             "nodes_checksum": load.table.checksum if load.table is not None else None,
             "stats": load.stats or None, "error": None, "started": load.started, "finished": now(),
-            "lsdgraph_version": VERSION, "store": "local"})
+            "lsdgraph_version": VERSION, "store": "local"}))
     except LockHeld as e:
         load.abort()
         raise LsdgraphError(f"{f.url}: {e}") from None
+    except LsdgraphError as e:
+        load.abort()
+        if not (rec and rec.get("status") == "complete"):  # `info` shows it, as for a MongoDB load
+            store.put_record(db, collection, {"collection": collection, "kind": kind.name, "source": f.url,
+                                              "size": f.size, "fingerprint": f.fingerprint, "status": "failed",
+                                              "error": str(e), "finished": now(), "store": "local"})
+        raise
     except BaseException:
         load.abort()
         raise

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lsdgraph._core import schema
-from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.errors import LsdgraphError, redact_record
 from lsdgraph._stores.api import Role
 from lsdgraph._stores.local import LocalStore
 
@@ -114,7 +114,7 @@ class LocalBackend:
         return self.engine.records(db)
 
     def put_record(self, db: str, coll: str, rec: dict) -> None:
-        self.engine.write_record(db, coll, {**rec, "_id": coll})
+        self.engine.write_record(db, coll, redact_record({**rec, "_id": coll}))  # records never hold a secret
 
     def count(self, db: str, coll: str) -> int:
         return self.engine.count(db, coll)

@@ -17,7 +17,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import errors as perr
 
 from lsdgraph._core import retry, schema
-from lsdgraph._core.errors import LsdgraphError, ServerLost, redact_uri
+from lsdgraph._core.errors import LsdgraphError, ServerLost, redact_record, redact_uri
 from lsdgraph._io import bsonio
 from lsdgraph._stores.api import default_uri
 
@@ -85,7 +85,7 @@ class Store:
         return {r["_id"]: r for r in self.db(db)[schema.META].find({})}
 
     def put_record(self, db: str, coll: str, rec: dict) -> None:
-        self.db(db)[schema.META].replace_one({"_id": coll}, {**rec, "_id": coll}, upsert=True)
+        self.db(db)[schema.META].replace_one({"_id": coll}, redact_record({**rec, "_id": coll}), upsert=True)
 
     def count(self, db: str, coll: str) -> int:
         return int(self.db(db)[coll].estimated_document_count())
