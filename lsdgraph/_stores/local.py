@@ -5,7 +5,7 @@ polars and DuckDB read as they are.
 Layout of a store rooted at ``ROOT`` (``--db file:ROOT``, or a path such as ``./store``)::
 
     ROOT/<db>/<collection>                  symlink → .versions/<collection>.<uuid>   (what readers open)
-    ROOT/<db>/.versions/<collection>.<uuid>/part-NNNNN.parquet   one complete version (zstd)
+    ROOT/<db>/.versions/<collection>.<uuid>/part-NNNNN.parquet   one complete version (lz4)
     ROOT/<db>/.versions/<collection>.<uuid>/.readers             shared flock held by each scan
     ROOT/<db>/.meta/<collection>.json       the collection's record (as in MongoDB's lsdgraph_meta)
     ROOT/<db>/.staging/<collection>.<uuid>/ a writer's work: runs/ (sorted spills), out/ (the version)

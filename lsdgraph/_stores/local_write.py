@@ -43,7 +43,9 @@ from lsdgraph._stores.local_merge import Merge
 
 TYPES = {"int64": pa.int64(), "uint64": pa.uint64(), "float64": pa.float64(), "bool": pa.bool_(),
          "string": pa.string()}
-COMPRESSION = "zstd"
+# lz4 over zstd: whole-RAG reads (edge_arrays) decode about twice as fast on 2 cores (measured on
+# 3.4M edges: 33 vs 16 M edges/s for u, v, merge_score), for some 15% more bytes on disk
+COMPRESSION = "lz4"
 RUN_COMPRESSION = "lz4"
 CHECKPOINT = "checkpoint.json"
 
