@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.roi import Roi, make_roi
-from lsdgraph._stores import local_merge, local_write
+from lsdgraph._stores import local_merge, local_read, local_write
 from lsdgraph._stores.local import LocalStore, LockHeld, block_key, is_local_uri, local_root, roi_filter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -603,3 +603,21 @@ def test_damaged_files_are_named(store):
     with pytest.raises(LsdgraphError) as e:
         store.read("db", "notmine", ["u"])
     assert "not a collection this store published" in one_line(e)
+
+
+def test_a_missing_or_foreign_part_file_is_an_error_never_fewer_rows(store):
+    write(store, "db", "edges", edges(20_000), chunk=20_000, row_group_rows=500, file_rows=5_000)
+    version = Path(os.path.realpath(store.root / "db" / "edges"))
+    parts = sorted(version.glob("part-*.parquet"))
+    assert len(parts) >= 2
+    gone = parts[1].read_bytes()
+    parts[1].unlink()
+    local_read.forget(version)
+    with pytest.raises(LsdgraphError) as e:
+        store.count("db", "edges")
+    assert f"lacks the part file {parts[1].name}" in one_line(e) and "re-ingest" in one_line(e)
+    parts[1].write_bytes(gone)
+    (version / "part-99999.parquet").write_bytes(gone)
+    local_read.forget(version)
+    with pytest.raises(LsdgraphError, match="holds a part file it was not published with"):
+        store.read("db", "edges", ["u"])

@@ -4,6 +4,7 @@ columns (a null float is NaN), and every Arrow or I/O failure becomes one line n
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -78,6 +79,13 @@ def open_dataset(version: Path, what: str) -> ds.Dataset:
             _datasets.move_to_end(key)
             return _datasets[key]
     files = part_files(version)
+    listed = _listed_parts(version)
+    if listed is not None and [f.name for f in files] != listed:
+        missing = sorted(set(listed) - {f.name for f in files})
+        odd = sorted({f.name for f in files} - set(listed))
+        raise LsdgraphError(f"{what}: {version} " + (f"lacks the part file {missing[0]} it was published with"
+                            if missing else f"holds a part file it was not published with ({odd[0]})")
+                            + "; re-ingest the collection (or drop it)")
     if not files:
         raise LsdgraphError(f"{what}: {version} holds no part-*.parquet files; re-ingest the collection")
     with arrow_errors(version, what):
@@ -87,6 +95,14 @@ def open_dataset(version: Path, what: str) -> ds.Dataset:
         while len(_datasets) > _CACHED:
             _datasets.popitem(last=False)
     return dataset
+
+
+def _listed_parts(version: Path) -> list[str] | None:
+    """The part files a version was published with (None: published before lists were kept)."""
+    try:
+        return sorted(json.loads((version / ".parts").read_text())["parts"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def forget(version: Path) -> None:

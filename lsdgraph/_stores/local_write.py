@@ -48,6 +48,7 @@ TYPES = {"int64": pa.int64(), "uint64": pa.uint64(), "float64": pa.float64(), "b
 COMPRESSION = "lz4"
 RUN_COMPRESSION = "lz4"
 CHECKPOINT = "checkpoint.json"
+PARTS = ".parts"
 
 
 def load_checkpoint(folder: Path, schema: pa.Schema) -> dict | None:
@@ -287,6 +288,9 @@ class DatasetWriter:
                 files = self._out.close()
                 for f in files:
                     fsync_path(f)
+                # the version's part files by name: a read of a version missing one fails, never short
+                (self._out_dir / PARTS).write_text(json.dumps({"parts": [f.name for f in files], "rows": self.rows}))
+                fsync_path(self._out_dir / PARTS)
                 (self._out_dir / ".readers").touch()
                 fsync_path(self._out_dir)
                 self._publish(self._out_dir, self.rows, record)
