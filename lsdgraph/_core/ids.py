@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsdgraph._core import idhash
 from lsdgraph._core.errors import LsdgraphError
 
 
@@ -65,6 +64,8 @@ class IdIndex:
 
     def __init__(self, ids, what: str = "ids", *, sort: bool = True):
         self.ids = sorted_unique(ids, what) if sort else as_ids(ids, what)
+        from lsdgraph._core import idhash  # numba: loaded when an index is first built
+
         self._table, self._bits = idhash.hash_build(self.ids)
 
     def __len__(self) -> int:
@@ -74,6 +75,8 @@ class IdIndex:
         """int64 indices (or into ``out``, an int32/int64 array of the values' size), shaped as ``values``."""
         keys = as_ids(np.ravel(values), what)
         res = np.empty(keys.size, np.int64) if out is None else out
+        from lsdgraph._core import idhash
+
         idhash.hash_lookup(self._table, self._bits, keys, res)
         return res.reshape(np.shape(values))
 

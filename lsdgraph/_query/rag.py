@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -28,6 +27,8 @@ from lsdgraph._core.roi import Roi, as_roi, mongo_filter
 from lsdgraph._stores.api import Backend, connect
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from lsdgraph._stores.mongo import Coll, Db, Store
 
 __all__ = ["Rag", "SkeletonSet", "database", "open_rag", "open_skeletons", "to_networkx"]
@@ -365,6 +366,8 @@ def to_networkx(
 ) -> nx.Graph:
     """Build a networkx graph from node/edge DataFrames: keys as Python ints, attributes as
     Python scalars (about 3 µs and 400 bytes per edge: use the arrays for bulk work)."""
+    import networkx as nx  # only graphs need it: array reads start faster without
+
     g = nx.DiGraph() if directed else nx.Graph()
     ncols = {c: nodes[c].to_numpy() for c in nodes.columns}
     nkeys = [c for c in nodes.columns if c != "id"]
