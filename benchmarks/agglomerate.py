@@ -28,7 +28,6 @@ and scipy's component counts against lsdgraph's.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import reset_peak, status_kib
 from numba import njit
 
 from lsdgraph._core.idhash import prefetch as _prefetch
@@ -163,29 +163,15 @@ def floor_run(ui, vi, s32, t32, ids, out, check):
 
 # --------------------------------------------------------------------------- child processes
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def _measure(fn, repeats: int) -> dict:
     """Median time and peak extra RSS of ``fn()`` over ``repeats`` runs."""
     times, peaks = [], []
     for _ in range(repeats):
-        gc.collect()
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets VmHWM to the current RSS
-        except OSError:
-            pass
-        base = _status_kib("VmRSS")
+        base = reset_peak()
         t0 = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t0)
-        peaks.append(_status_kib("VmHWM") - base)
+        peaks.append(status_kib("VmHWM") - base)
         del result
     return {"seconds": float(np.median(times)), "all_seconds": times, "peak_mib": max(peaks) / 1024}
 

@@ -49,7 +49,6 @@ Prints medians, ratios and PASS/FAIL per goal. Not a test (no timing in tests). 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import shutil
@@ -67,6 +66,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from _memory import reset_peak, status_kib
 
 from lsdgraph._core import schema
 from lsdgraph._core.roi import Roi, make_roi
@@ -109,14 +109,6 @@ def chunks(n: int):
 # --------------------------------------------------------------------------- (a) write, in a child
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def write_lsdgraph(root: Path, n: int, memory_rows: int) -> int:
     store = LocalStore(root)
     with store.writer(DB, COLL, SCHEMA, cluster_by="key", row_group_rows=ROW_GROUP, memory_rows=memory_rows) as w:
@@ -136,24 +128,13 @@ def write_baseline(root: Path, n: int) -> int:
     return table.num_rows
 
 
-def reset_peak() -> int:
-    """Reset this process's VmHWM to its current RSS (Linux); that RSS in KiB."""
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS
-    except OSError:
-        pass
-    return _status_kib("VmRSS")
-
-
 def child(method: str, root: Path, n: int, memory_rows: int) -> dict:
     base = reset_peak()
     t0 = time.perf_counter()
     rows = write_lsdgraph(root, n, memory_rows) if method == "lsdgraph" else write_baseline(root, n)
     seconds = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in root.rglob("*.parquet"))
-    peak = (_status_kib("VmHWM") - base) / 1024
+    peak = (status_kib("VmHWM") - base) / 1024
     return {"method": method, "n": n, "rows": rows, "seconds": seconds, "peak_mib": peak, "bytes": size,
             "arrow_mib": pa.default_memory_pool().max_memory() / 2**20}
 
@@ -298,7 +279,7 @@ def rag_child(store: Path, source: Path, warm: Path) -> dict:
     t0 = time.perf_counter()
     got = ingest_rag(source, str(store))
     seconds = time.perf_counter() - t0
-    hwm = _status_kib("VmHWM")
+    hwm = status_kib("VmHWM")
     return {**got, "seconds": seconds, "base_mib": base / 1024, "hwm_mib": hwm / 1024,
             "peak_mib": (hwm - base) / 1024}
 
@@ -447,7 +428,7 @@ def part_rag(root: Path, size: str, runs: int, ingest_runs: int) -> None:
     tiny.read_arrays(centred(tiny.bbox(), "1/8"), THRESHOLD)
     base = reset_peak()
     mock_ingest, t_mock = timed(ingest_rag, syn.rag_dir, MOCK_URI)
-    mock_rss = (_status_kib("VmRSS") - base) / 1024
+    mock_rss = (status_kib("VmRSS") - base) / 1024
     note(f"mongomock ingest: {t_mock:.0f} s")
     mock = lsdgraph.open_rag(MOCK_URI, RAG_NAME, edges=COLL)
     mock_box = mock.bbox()

@@ -152,3 +152,23 @@ def test_cli_segment_and_bad_input(data, tmp_path, capsys):
             str(tmp_path / "luts" / "fragment_segment" / f"seg_{EDGES}_0.6.npz"),
             str(tmp_path / "out.zarr"),
         )
+
+
+def test_a_stopped_rewrite_of_results_leaves_the_previous_ones_whole(loaded):
+    """Tree, LUT and mapping collections are rewritten under a staging name and swapped in at the
+    end (MongoDB: a rename; the local store: a new version), on every store."""
+    name = schema.LUT_PREFIX + "stopped"
+    first = {"threshold": ("double", np.full(5, 0.5)), "fragment": ("int64", np.arange(5)),
+             "segment": ("int64", np.zeros(5, np.int64))}
+    assert loaded.replace("seg", name, [first], "lut") == 5
+
+    def chunks():
+        yield {"threshold": ("double", np.full(3, 0.7)), "fragment": ("int64", np.arange(3)),
+               "segment": ("int64", np.ones(3, np.int64))}
+        raise KeyboardInterrupt  # the job is stopped half-way
+
+    with pytest.raises(KeyboardInterrupt):
+        loaded.replace("seg", name, chunks(), "lut")
+    cols = loaded.read("seg", name, {}, {"threshold": "float64", "segment": "int64"})
+    assert cols["threshold"].tolist() == [0.5] * 5 and cols["segment"].tolist() == [0] * 5
+    assert not any(c.startswith(schema.STAGING_PREFIX) for c in loaded.collections("seg"))

@@ -159,7 +159,7 @@ def finish_database(store: Store, db: Db, *, wait: float | None = None, say=lamb
         nodes = rec.get("nodes") or "nodes"
         if rec["_id"] not in existing or nodes not in existing:
             continue
-        stale = rec.get("positions") is True and rec.get("nodes_checksum") != nodes_checksum(db, nodes)
+        stale = rec.get("positions") is True and rec.get("nodes_checksum") != nodes_checksum(store, db.name, nodes)
         if rec.get("positions") is True and not stale:
             continue
         lease, _ = acquire(store, db, rec["_id"], wait=wait, say=say)

@@ -11,6 +11,7 @@ from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.ids import IdIndex
 from lsdgraph._io import bsonio
+from lsdgraph._stores.api import Backend
 from lsdgraph._stores.mongo import Store
 
 if TYPE_CHECKING:
@@ -38,10 +39,10 @@ class NodeTable:
         return np.maximum(i, 0), found
 
 
-def nodes_checksum(db: Db, nodes: str) -> str | None:
+def nodes_checksum(store: Backend, db: str, nodes: str) -> str | None:
     """The checksum of the complete lsdgraph load of ``nodes`` (None when lsdgraph did not load it)."""
-    rec = db[schema.META].find_one({"_id": nodes, "status": "complete"}, {"checksum": 1, "loaded": 1})
-    return None if rec is None else f"{rec.get('checksum')}/{rec.get('loaded')}"
+    rec = store.record(db, nodes)
+    return None if not rec or rec.get("status") != "complete" else f"{rec.get('checksum')}/{rec.get('loaded')}"
 
 
 def default_nodes(edges: str, kind: schema.Kind) -> str:
@@ -49,20 +50,17 @@ def default_nodes(edges: str, kind: schema.Kind) -> str:
     return "nodes" if kind.name == "rag_edges" else edges[:-len("edges")] + "nodes"
 
 
-def node_table(store: Store, db: Db, nodes: str = "nodes", edges_kind: str = "rag_edges") -> NodeTable | None:
-    """What edges of ``edges_kind`` copy from ``nodes`` (schema ``edge_joins``), or None when that
-    collection is not there."""
-    if nodes not in store.retry(db.list_collection_names, f"{db.name}: listing collections"):
+def node_table(store: Backend, db: str, nodes: str = "nodes", edges_kind: str = "rag_edges") -> NodeTable | None:
+    """What edges of ``edges_kind`` copy from ``nodes`` (schema ``edge_joins``), from either store,
+    or None when that collection is not there."""
+    if nodes not in store.collections(db):
         return None
     join = schema.EDGE_JOINS[edges_kind]
     position = schema.kind(join["nodes_kind"]).position
     extra = tuple(join["copy_from_u"])
-    fields = ("id",) + position + extra
-    checksum = nodes_checksum(db, nodes)
-    parts = store.retry(lambda: list(store.find_raw(db[nodes], {}, fields)), f"{db.name}.{nodes}: reading nodes")
-    cols = bsonio.columns(parts, {"id": "int64", **{f: "float64" for f in position}, **{f: "int64" for f in extra}})
+    cols = store.read(db, nodes, {}, {"id": "int64", **{f: "float64" for f in position}, **{f: "int64" for f in extra}})
     pos = np.stack([cols.pop(f) for f in position], axis=1)
-    return NodeTable(cols.pop("id"), pos, cols, checksum)
+    return NodeTable(cols.pop("id"), pos, cols, nodes_checksum(store, db, nodes))
 
 
 def joined(table: NodeTable, u: np.ndarray, v: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -105,7 +103,7 @@ def add_edge_positions(store: Store, db: Db, edges: str, table: NodeTable | None
     rec = db[schema.META].find_one({"_id": edges}) or {}
     nodes = nodes or rec.get("nodes") or default_nodes(edges, kind)
     endpoints = tuple(rec.get("endpoints") or kind.integers)
-    table = table if table is not None else node_table(store, db, nodes, kind.name)
+    table = table if table is not None else node_table(store, db.name, nodes, kind.name)
     if table is None:
         raise LsdgraphError(f"{db.name}: no {nodes!r} collection, so positions cannot be added to {edges}")
     coll = db[edges]

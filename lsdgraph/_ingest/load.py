@@ -178,17 +178,9 @@ def _decide(load: FileLoad, rec: dict) -> IngestReport:
     staged = load.staging.name in existing
 
     if status == "complete" and not opts.drop and here:
-        if rec.get("fingerprint") == f.fingerprint or _same_bytes(f, rec):
-            if rec.get("fingerprint") != f.fingerprint:
-                report.notes.append("same content as the complete load (only the file's date or copy changed)")
-                load.record({"fingerprint": f.fingerprint, "source": f.url}, "recording the file's new date")
-            report.status = "already-complete"
-            report.documents, report.loaded = rec.get("documents", 0), rec.get("loaded", 0)
-            report.duplicates = (rec.get("duplicates") or 0) + (rec.get("removed") or 0)
-            return report
-        raise LsdgraphError(f"{f.url}: collection {load.collection!r} already holds a complete load of "
-                            f"{rec.get('source')} ({rec.get('size')} bytes) that differs from this file; "
-                            "pass --drop to replace it")
+        if already_complete(f, rec, load.collection, report):
+            load.record({"fingerprint": f.fingerprint, "source": f.url}, "recording the file's new date")
+        return report
     unfinished = status in ("loading", "failed") and not opts.drop
     if here and not opts.drop and not unfinished:
         raise LsdgraphError(f"{f.url}: collection {load.collection!r} already exists and was not loaded by "
@@ -211,15 +203,32 @@ def _decide(load: FileLoad, rec: dict) -> IngestReport:
     return _fresh(load, rec)
 
 
+def already_complete(f: SourceFile, rec: dict, collection: str, report: IngestReport) -> bool:
+    """``report`` says the file is loaded already (its complete load in ``rec`` has the file's
+    fingerprint, or its size and CRC-32); True when only the date or copy changed, so the record
+    should take the new fingerprint. A different file is an error: it needs ``--drop``. Both stores."""
+    if rec.get("fingerprint") != f.fingerprint and not _same_bytes(f, rec):
+        raise LsdgraphError(f"{f.url}: collection {collection!r} already holds a complete load of "
+                            f"{rec.get('source')} ({rec.get('size')} bytes) that differs from this file; "
+                            "pass --drop to replace it")
+    report.status = "already-complete"
+    report.documents, report.loaded = rec.get("documents", 0), rec.get("loaded", 0)
+    report.duplicates = (rec.get("duplicates") or 0) + (rec.get("removed") or 0)
+    moved = rec.get("fingerprint") != f.fingerprint
+    if moved:
+        report.notes.append("same content as the complete load (only the file's date or copy changed)")
+    return moved
+
+
 def _same_bytes(f: SourceFile, rec: dict) -> bool:
     """The file has the size and CRC-32 of the load the record describes (one read of it)."""
     checksum = rec.get("checksum") or ""
     if rec.get("size") != f.size or not checksum.startswith("crc32:"):
         return False
-    return _prefix_matches(f, f.size, int(checksum[len("crc32:"):], 16))
+    return prefix_matches(f, f.size, int(checksum[len("crc32:"):], 16))
 
 
-def _prefix_matches(f: SourceFile, nbytes: int, crc: int, chunk: int = 8 << 20) -> bool:
+def prefix_matches(f: SourceFile, nbytes: int, crc: int, chunk: int = 8 << 20) -> bool:
     """The CRC-32 of the file's first ``nbytes`` is ``crc`` (a shorter file does not match)."""
     if nbytes > f.size:
         return False
@@ -281,7 +290,7 @@ def _fresh(load: FileLoad, rec: dict) -> IngestReport:
     load.lease.check(f"{load.file.url}: starting the load")
     load.call(load.staging.drop, "clearing the staging collection")
     if load.joins:
-        load.table = joins.node_table(load.store, load.db, load.nodes or "nodes", load.kind.name)
+        load.table = joins.node_table(load.store, load.db.name, load.nodes or "nodes", load.kind.name)
     _start_record(load, rec, resumed=False)
     return _stream(load)
 
@@ -290,7 +299,7 @@ def _resume(load: FileLoad, rec: dict) -> IngestReport:
     _restore(load, rec)
     load.replayed = True  # the batch after the committed offset may be in already
     if load.joins and rec.get("positions"):
-        load.table = joins.node_table(load.store, load.db, load.nodes or "nodes", load.kind.name)
+        load.table = joins.node_table(load.store, load.db.name, load.nodes or "nodes", load.kind.name)
     # with positions False, earlier batches went in without them: all get them after the load
     _start_record(load, rec, resumed=True)
     load.report.notes.append(f"resumed at byte {load.offset:,}")
@@ -335,7 +344,7 @@ def _stream(load: FileLoad) -> IngestReport:
             load.crc = zlib.crc32(docs.block(), load.crc)
             if load.id_keys is not None:
                 load.id_keys.append(keys.id_keys(docs))
-            load.stats = _batch_stats(load.kind, docs, load.stats)
+            load.stats = batch_stats(load.kind, docs, load.stats)
             consumed = int(docs.ends[-1])
             load.offset, load.documents = base + consumed, load.documents + len(docs)
             load.record({"offset": load.offset, "bytes_loaded": load.offset, "documents": load.documents,
@@ -417,7 +426,7 @@ def _judge_duplicates(load: FileLoad, sent: bsonio.Docs, rows: np.ndarray, base:
                                                   doc_id))
 
 
-def _batch_stats(kind: schema.Kind, docs: bsonio.Docs, stats: dict) -> dict:
+def batch_stats(kind: schema.Kind, docs: bsonio.Docs, stats: dict) -> dict:
     """Running statistics kept with the load record, for `info` and range checks without a scan:
     the bounding box of node positions, the range and null count of merge scores."""
     out = dict(stats)

@@ -27,7 +27,7 @@ from lsdgraph._core.errors import LsdgraphError, redact_record
 from lsdgraph._core.progress import Progress
 from lsdgraph._ingest import joins, keys
 from lsdgraph._ingest.lease import now
-from lsdgraph._ingest.load import VERSION, IngestReport, Options, _batch_stats, _prefix_matches, _same_bytes
+from lsdgraph._ingest.load import VERSION, IngestReport, Options, already_complete, batch_stats, prefix_matches
 from lsdgraph._io import bsonio, validate
 from lsdgraph._io.sources import SourceFile
 from lsdgraph._stores.local import DatasetWriter, LockHeld, block_key
@@ -45,17 +45,9 @@ def run_local(store: LocalBackend, db: str, f: SourceFile, collection: str, kind
     t0 = time.monotonic()
     rec = store.record(db, collection)
     if rec and rec.get("status") == "complete" and not opts.drop and collection in store.collections(db):
-        if rec.get("fingerprint") == f.fingerprint or _same_bytes(f, rec):
-            report.status = "already-complete"
-            report.documents, report.loaded = rec.get("documents", 0), rec.get("loaded", 0)
-            report.duplicates = rec.get("duplicates") or 0
-            if rec.get("fingerprint") != f.fingerprint:
-                report.notes.append("same content as the complete load (only the file's date or copy changed)")
-                store.put_record(db, collection, {**rec, "fingerprint": f.fingerprint, "source": f.url})
-            return report
-        raise LsdgraphError(f"{f.url}: collection {collection!r} already holds a complete load of "
-                            f"{rec.get('source')} ({rec.get('size')} bytes) that differs from this file; "
-                            "pass --drop to replace it")
+        if already_complete(f, rec, collection, report):
+            store.put_record(db, collection, {**rec, "fingerprint": f.fingerprint, "source": f.url})
+        return report
     load = _Load(store, db, f, collection, kind, opts, nodes)
     try:
         note = None if opts.drop else load.resume()
@@ -111,43 +103,36 @@ class _Load:
         self.started = now()
         self.joins = kind.name in schema.EDGE_JOINS
         self.nodes_name = (nodes or joins.default_nodes(collection, kind)) if self.joins else None
-        self.table = self._node_table() if self.joins else None
-        self.fields, self.extra = self._fields()
-        self.endpoints = self._endpoints()
+        # None: the nodes are not in the store; the file is still read through, so a bad document is
+        # named first, then the load is refused
+        self.table = joins.node_table(store, db, self.nodes_name or "nodes", kind.name) if self.joins else None
+        head, first = self._probe()
+        self.fields, self.extra = self._fields(head, first)
+        # the endpoint fields the documents use (skeleton edges may say source/target)
+        self.endpoints = validate.endpoints(first, kind)
         self.key_name = {"rag_nodes": "id", "rag_edges": "(u, v)"}.get(kind.name, "_id")
         self.writer: DatasetWriter | None = None
         self.restart(resume=not opts.drop)
 
     # -- set-up ---------------------------------------------------------------------------------
-    def _node_table(self) -> joins.NodeTable | None:
-        """The nodes the edges take positions from (None: not in the store; the file is still read
-        through, so a bad document is named first, then the load is refused)."""
-        name = self.nodes_name or "nodes"
-        if name not in self.store.collections(self.db):
-            return None
-        join = schema.EDGE_JOINS[self.kind.name]
-        position = schema.kind(join["nodes_kind"]).position
-        extra = tuple(join["copy_from_u"])
-        cols = self.store.read(self.db, name, {}, {"id": "int64", **{p: "float64" for p in position},
-                                                    **{e: "int64" for e in extra}})
-        pos = np.stack([cols.pop(p) for p in position], axis=1)
-        rec = self.store.record(self.db, name) or {}
-        return joins.NodeTable(cols.pop("id"), pos, cols, f"{rec.get('checksum')}/{rec.get('loaded')}")
-
-    def _fields(self) -> tuple[tuple[str, ...], dict[str, str]]:
-        """The kind's fields, and the other numeric top-level fields the first documents carry."""
+    def _probe(self) -> tuple[bytes, bsonio.Docs]:
+        """The file's first MiB and its whole documents, scanned for the kind's fields and checked (a
+        misspelt field must be named as such, not taken for an extra one)."""
         stream = self.f.open(0)
         try:
             head = stream.read(1 << 20)
         finally:
             stream.close()
-        base = self.kind.fields
-        first, _, _ = bsonio.scan(np.frombuffer(head, np.uint8), base, final=False)
-        # a misspelt field must be named as such, not taken for an extra one: check before choosing
+        first, _, _ = bsonio.scan(np.frombuffer(head, np.uint8), self.kind.fields, final=False)
         msg = validate.check(first, self.kind, file=self.f.url, base_offset=0, first_index=0,
                              integers=validate.endpoints(first, self.kind))
         if msg:
             raise LsdgraphError(msg)
+        return head, first
+
+    def _fields(self, head: bytes, first: bsonio.Docs) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The kind's fields, and the other numeric top-level fields the first documents carry."""
+        base = self.kind.fields
         names = tuple(n for n, _, _ in first.extras if n not in schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"]
                       and n != BLOCK_KEY)
         if not names:
@@ -161,17 +146,6 @@ class _Load:
                 extra[n] = _EXTRA_TYPES[int(t[0])]
         return base + tuple(extra), extra
 
-    def _endpoints(self) -> tuple[str, ...]:
-        """The endpoint fields the documents use (skeleton edges may say source/target)."""
-        if not self.kind.alternative_integers:
-            return self.kind.integers
-        stream = self.f.open(0)
-        try:
-            head = stream.read(1 << 16)
-        finally:
-            stream.close()
-        docs, _, _ = bsonio.scan(np.frombuffer(head, np.uint8), self.kind.fields, final=False)
-        return validate.endpoints(docs, self.kind) if len(docs) else self.kind.integers
 
     def restart(self, resume: bool = False) -> None:
         """A new writer: empty, or (``resume``) continuing the last checkpoint of a stopped load."""
@@ -203,7 +177,7 @@ class _Load:
         state = self.writer.resumed
         if not state:
             return None
-        if state.get("fingerprint") != self.f.fingerprint or not _prefix_matches(self.f, state["offset"], state["crc"]):
+        if state.get("fingerprint") != self.f.fingerprint or not prefix_matches(self.f, state["offset"], state["crc"]):
             self.restart()
             return (f"the file changed since the interrupted load (its first {state['offset']:,} bytes differ): "
                     "loaded again from the start")
@@ -281,7 +255,7 @@ class _Load:
                 bar.update(int(docs.ends[-1] - docs.starts[0]), len(docs))
                 self.crc = zlib.crc32(docs.block(), self.crc)
                 self.offset = base + int(docs.ends[-1])
-                self.stats = _batch_stats(self.kind, docs, self.stats)
+                self.stats = batch_stats(self.kind, docs, self.stats)
             cols = {f: docs.column(f, t) for f, t in types.items() if f not in (BLOCK_KEY,) and f in self.fields}
             if self.joins and self.table is not None:
                 added, present = joins.joined(self.table, docs.ints(self.endpoints[0]), docs.ints(self.endpoints[1]))

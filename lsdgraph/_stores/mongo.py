@@ -103,7 +103,9 @@ class Store:
     def read(self, db: str, coll: str, filter: dict, spec: dict[str, str], *,
              role: tuple[str, str] | None = None) -> dict[str, np.ndarray]:
         """The documents ``filter`` matches as typed columns (``spec`` = ``{field: dtype}``), one find."""
-        batches = list(self.find_raw(self.db(db)[coll], filter, list(spec), hint=self.hint(db, coll, role)))
+        hint = self.hint(db, coll, role)
+        batches = self.retry(lambda: list(self.find_raw(self.db(db)[coll], filter, list(spec), hint=hint)),
+                             f"{db}.{coll}: reading")
         return bsonio.columns(batches, spec)
 
     def batches(self, db: str, coll: str, filter: dict, spec: dict[str, str], *,
@@ -183,12 +185,28 @@ class Store:
     def replace(self, db: str, coll: str, chunks: Iterable[dict[str, tuple[str, np.ndarray]]], index_kind: str
                 ) -> int:
         """Replace ``coll`` with one document per row of each chunk of columns (``{field: (bson kind,
-        array)}``), then build the indexes of ``index_kind``; returns the documents."""
-        c = self.db(db)[coll]
-        self.retry(c.drop, f"{db}.{coll}: dropping")
+        array)}``) and the indexes of ``index_kind``; returns the documents. Built under the staging
+        name and renamed over ``coll`` at the end, so a run that stops leaves the previous collection
+        whole (and the staging one out of every listing)."""
+        d = self.db(db)
+        staging = d[schema.STAGING_PREFIX + coll]
+        self.retry(staging.drop, f"{db}.{staging.name}: dropping")
+        n = sum(self.insert_columns(staging, columns, f"{db}.{coll}") for columns in chunks)
+        self.create_indexes(staging, index_kind)
+        if staging.name not in self.retry(d.list_collection_names, f"{db}: listing collections"):
+            self.retry(lambda: d.create_collection(staging.name), f"{db}.{coll}: creating")  # no rows, no indexes
+
+        def rename() -> None:
+            try:
+                staging.rename(coll, dropTarget=True)
+            except perr.OperationFailure:
+                names = set(d.list_collection_names())
+                if not (coll in names and staging.name not in names):
+                    raise
+                # else an earlier try went through before the connection dropped
+
+        self.retry(rename, f"{db}.{coll}: renaming {staging.name}")
         self._indexes.pop((db, coll), None)
-        n = sum(self.insert_columns(c, columns, f"{db}.{coll}") for columns in chunks)
-        self.create_indexes(c, index_kind)
         return n
 
     def inventory(self, db: str) -> list[tuple[str, int, list[str]]]:
