@@ -19,6 +19,7 @@ from lsdgraph._algorithms.metrics import best_threshold as best_threshold
 from lsdgraph._algorithms.metrics import evaluate_thresholds as evaluate_thresholds
 from lsdgraph._algorithms.metrics import expected_run_length as expected_run_length
 from lsdgraph._algorithms.metrics import max_erl as max_erl
+from lsdgraph._algorithms.metrics import skeleton_scores as skeleton_scores
 from lsdgraph._algorithms.metrics import split_merge_counts as split_merge_counts
 from lsdgraph._algorithms.metrics import (
     variation_of_information as variation_of_information,
@@ -44,6 +45,7 @@ from lsdgraph._jobs.info import describe as describe
 from lsdgraph._jobs.relabel import relabel as relabel
 from lsdgraph._jobs.segment import SegmentResult as SegmentResult
 from lsdgraph._jobs.segment import segment as segment
+from lsdgraph._jobs.view import view as view
 from lsdgraph._query.rag import Rag as Rag
 from lsdgraph._query.rag import SkeletonSet as SkeletonSet
 from lsdgraph._query.rag import open_rag as open_rag

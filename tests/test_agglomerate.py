@@ -114,8 +114,8 @@ def test_cuts_match_networkx_components(rag, extra_thresholds):
 def test_summary_matches_reference(rag):
     fragments, u, v, s = arrays(*rag)
     tree = ag.build_merge_tree(fragments, u, v, s)
-    table = ag.summary(tree, "-1,0,0.25,0.3,0.5,1")
-    assert table["name"].tolist() == ["-1", "0", "0.25", "0.3", "0.5", "1"]
+    table = ag.summary(tree, "0,0.25,0.3,0.5,1")
+    assert table["name"].tolist() == ["0", "0.25", "0.3", "0.5", "1"]
     for row in table.itertuples():
         _, sizes = np.unique(reference(fragments, u, v, s, row.threshold), return_counts=True)
         assert row.n_segments == sizes.size
@@ -251,15 +251,18 @@ def test_names_for_a_001_step_are_exact_and_unique():
 def test_parse_lists_numbers_and_sequences():
     values, names = ag.parse_thresholds("0.1,0.25,0.5")
     assert values.dtype == np.float64 and values.tolist() == [0.1, 0.25, 0.5] and names == ["0.1", "0.25", "0.5"]
-    values, names = ag.parse_thresholds(" 0.50 , 1, 2:4:1 ,1E-7")
-    assert values.tolist() == [0.5, 1.0, 2.0, 3.0, 1e-7] and names == ["0.5", "1", "2", "3", "0.0000001"]
+    values, names = ag.parse_thresholds(" 0.50 , 1, 0.2:0.4:0.1 ,1E-7")
+    assert values.tolist() == [0.5, 1.0, 0.2, 0.3, 1e-7] and names == ["0.5", "1", "0.2", "0.3", "0.0000001"]
+    for outside in ("1.5", "7", "0:2:0.5", [-0.1]):  # merge scores are in [0, 1]
+        with pytest.raises(LsdgraphError, match=r"thresholds=.* is outside \[0, 1\]"):
+            ag.parse_thresholds(outside)
     values, names = ag.parse_thresholds([0.1, 0.25, 1.0])
     assert values.tolist() == [0.1, 0.25, 1.0] and names == ["0.1", "0.25", "1"]
     assert ag.parse_thresholds(0.58)[1] == ["0.58"]
     assert ag.parse_thresholds(np.array([0.58, 0.1], dtype=np.float32))[1] == ["0.58", "0.1"]
     assert ag.parse_thresholds([0, 1])[1] == ["0", "1"]
     assert ag.parse_thresholds([-0.0])[1] == ["0"]
-    assert ag.parse_thresholds("-0.5:0:0.25")[1] == ["-0.5", "-0.25"]
+    assert ag.parse_thresholds("0:0.5:0.25")[1] == ["0", "0.25"]
 
 
 @pytest.mark.parametrize("spec, match", [

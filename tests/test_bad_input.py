@@ -261,7 +261,7 @@ def test_unreachable_server_in_process_says_how_to_start_one(capsys, monkeypatch
     with pytest.raises(LsdgraphError) as e:
         store_mod.connect()
     assert "hunter2hunter2" not in str(e.value) and "docker compose up -d" in str(e.value)
-    assert "--db ./lsdgraph-data" in str(e.value)  # the serverless alternative is named too
+    assert "db=./lsdgraph-data" in str(e.value)  # the serverless alternative is named too
 
 
 def test_cli_refuses_an_in_process_store_that_would_end_with_the_command(dumps):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import bson
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 
@@ -18,8 +19,9 @@ from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._ingest import ingest
 from lsdgraph._io import bsonio
 from lsdgraph._io.volumes import Volume, create_volume, open_volume, write_chunk
+from lsdgraph._jobs import report
 from lsdgraph._jobs.demo import demo
-from lsdgraph._jobs.evaluate import evaluate, map_skeleton_fragments
+from lsdgraph._jobs.evaluate import MASKED, OUTSIDE, evaluate, map_skeleton_fragments
 from lsdgraph._query.rag import SkeletonSet
 from lsdgraph._stores import api
 from lsdgraph._stores import mongo as store
@@ -113,6 +115,28 @@ def test_nodes_outside_the_volume_and_in_the_mask_are_left_out(data, tmp_path):
     ids = np.array([n["id"] for n in nodes])
     assert all(got[i] == 0 for i in ids[outside | in_masked_half])
     assert all(got[i] != 0 for i in ids[~(outside | in_masked_half)])
+    state = dict(zip(m.node_ids.tolist(), m.state.tolist(), strict=True))
+    assert [state[i] for i in ids[outside]] == [OUTSIDE] * int(outside.sum())
+    assert [state[i] for i in ids[in_masked_half]] == [MASKED] * int(in_masked_half.sum())
+
+    # the per-neuron table says, per neuron, how many of its nodes lie outside or in the mask
+    ingest(str(data.rag_dir), store=s, name="m", quiet=True)
+
+    def run():
+        return evaluate(store=s, name="m", fragments=str(data.fragments_path), mask=str(tmp_path / "mask"),
+                        edges=EDGES, thresholds="0.3,0.6", out=tmp_path / "out", quiet=True)
+
+    r = run()
+    neurons = r.neurons.set_index("neuron_id")
+    neuron = np.array([n["neuron_id"] for n in nodes])
+    for k in np.unique(neuron):
+        assert neurons.loc[k, "outside_nodes"] == (outside & (neuron == k)).sum()
+        assert neurons.loc[k, "masked_nodes"] == (in_masked_half & (neuron == k)).sum()
+    assert neurons["masked_nodes"].sum() > 0 and neurons["outside_nodes"].sum() > 0
+    sk = metrics.Skeletons(ids, neuron, pos, np.array([[e["u"], e["v"]] for e in edges]))
+    assert_neurons_add_up(r, sk)
+    again = run()  # the per-node reasons come back from the stored mapping
+    assert again.mapping.reused and again.neurons.equals(r.neurons)
 
 
 def test_evaluate_equals_a_networkx_reference_and_finds_an_inner_best(data, loaded, tmp_path):
@@ -141,12 +165,127 @@ def test_evaluate_equals_a_networkx_reference_and_finds_an_inner_best(data, load
     best = r.best
     assert 0 < best["threshold"] < 0.95
     assert best["erl"] > r.table["erl"].iloc[0] and best["erl"] > r.table["erl"].iloc[-1]
-    for k in ("csv", "json", "png", "txt"):
-        assert r.paths[k].exists() and r.paths[k].stat().st_size > 0
+    stem = f"evaluation_{EDGES}"
+    want = {"csv": ".csv", "json": ".json", "png": ".png", "svg": ".svg", "txt": ".txt", "best": "_best.csv",
+            "neurons": "_neurons.csv"}
+    for k, suffix in want.items():
+        assert r.paths[k] == tmp_path / f"{stem}{suffix}" and r.paths[k].stat().st_size > 0
     assert r.paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert f"best ERL:  t = {best['name']}" in r.paths["txt"].read_text()
+    text = r.paths["txt"].read_text()
+    by_voi = metrics.best_threshold(r.table, by="voi_sum")
+    assert f"best ERL:  t = {best['name']}" in text and f"best VOI:  t = {by_voi['name']}" in text
+    assert r.best_voi.equals(by_voi) and "edges" not in r.table.columns  # one collection: as before
+    assert_files_carry_units(r)
+    assert_neurons_add_up(r, sk)
     again = run()
-    assert again.mapping.reused and again.table.equals(r.table)
+    assert again.mapping.reused and again.table.equals(r.table) and again.neurons.equals(r.neurons)
+
+
+UNIT_HEADERS = {"erl_nm", "max_erl_nm", "voi_split_bits", "voi_merge_bits", "voi_sum_bits"}
+
+
+def assert_files_carry_units(r) -> None:
+    """Every table the job wrote names its unit-bearing columns with their unit, and holds the
+    returned numbers."""
+    header = pd.read_csv(r.paths["csv"]).columns
+    assert set(header) >= UNIT_HEADERS and not {"erl", "max_erl", "voi_split", "voi_merge", "voi_sum"} & set(header)
+    assert list(header) == list(report.with_units(r.table).columns)
+    back = pd.read_csv(r.paths["csv"])
+    assert back["erl_nm"].to_numpy() == pytest.approx(r.table["erl"].to_numpy())
+    assert back["voi_sum_bits"].to_numpy() == pytest.approx(r.table["voi_sum"].to_numpy())
+    assert [set(row) for row in json.loads(r.paths["json"].read_text())] == [set(header)] * len(r.table)
+    best = pd.read_csv(r.paths["best"])
+    assert set(best.columns) >= UNIT_HEADERS and list(best.columns) == list(report.with_units(r.bests).columns)
+    neurons = pd.read_csv(r.paths["neurons"])
+    assert {"cable_length_nm", "erl_nm", "erl_contribution_nm"} <= set(neurons.columns)
+    assert list(neurons.columns) == list(report.with_units(r.neurons).columns)
+    assert neurons["erl_contribution_nm"].to_numpy() == pytest.approx(r.neurons["erl_contribution"].to_numpy())
+
+
+def assert_neurons_add_up(r, sk: metrics.Skeletons, edges: str | None = None) -> None:
+    """The per-neuron table at a collection's best-ERL threshold adds up to that row's scores."""
+    neurons = r.neurons if edges is None else r.neurons[r.neurons["edges"] == edges]
+    table = r.table if edges is None else r.table[r.table["edges"] == edges]
+    best = metrics.best_threshold(table, by="erl")
+    assert (neurons["threshold"] == best["threshold"]).all() and (neurons["name"] == best["name"]).all()
+    assert list(neurons["neuron_id"]) == sorted(set(sk.neuron_ids.tolist()))
+    assert neurons["erl_contribution"].sum() == pytest.approx(best["erl"])
+    assert neurons["cable_length"].sum() == pytest.approx(sk.total_length)
+    assert neurons["n_nodes"].sum() == sk.n_nodes and neurons["n_edges"].sum() == sk.n_edges
+    for col in ("n_splits", "n_merges", "split_edges", "omitted_edges", "merged_edges", "correct_edges"):
+        assert neurons[col].sum() == best[col], col
+    assert (neurons["label_0_nodes"] + neurons["outside_nodes"] + neurons["masked_nodes"]
+            == neurons["background_nodes"]).all()
+    assert neurons["outside_nodes"].sum() == r.mapping.outside and neurons["masked_nodes"].sum() == r.mapping.masked
+    # each neuron's own ERL, weighted by its cable, is its contribution
+    assert (neurons["erl"] * neurons["cable_length"] / sk.total_length).to_numpy() == pytest.approx(
+        neurons["erl_contribution"].to_numpy())
+
+
+def skeletons_of(data) -> metrics.Skeletons:
+    nodes, edges = skeleton_docs(data)
+    return metrics.Skeletons(
+        np.array([n["id"] for n in nodes]),
+        np.array([n["neuron_id"] for n in nodes]),
+        np.array([[n["z"], n["y"], n["x"]] for n in nodes]),
+        np.array([[e["u"], e["v"]] for e in edges]),
+    )
+
+
+def test_comparing_merge_functions_in_one_run(data, loaded, tmp_path):
+    fns = [f"edges_{f}" for f in data.merge_functions]
+    assert len(fns) == 3
+    r = evaluate(store=loaded, name="ev", fragments=str(data.fragments_path), edges=",".join(fns),
+                 thresholds="0:1:0.1", out=tmp_path, quiet=True)
+    assert list(r.table.columns[:3]) == ["edges", "threshold", "name"] and len(r.table) == 3 * 10
+    assert list(r.table["edges"].unique()) == fns
+    stem = "evaluation_" + "_vs_".join(fns)
+    for k, suffix in {"csv": ".csv", "json": ".json", "png": ".png", "svg": ".svg", "txt": ".txt",
+                      "best": "_best.csv", "neurons": "_neurons.csv"}.items():
+        assert r.paths[k] == tmp_path / f"{stem}{suffix}" and r.paths[k].stat().st_size > 0
+    assert not list(tmp_path.glob(f"evaluation_{fns[0]}.*"))  # one report for the comparison, no singles
+    assert sorted(k for k in r.paths if k.startswith("tree:")) == sorted(f"tree:{e}" for e in fns)
+    sk = skeletons_of(data)
+    frag = expected_fragments(data, skeleton_docs(data)[0])
+    text = r.paths["txt"].read_text()
+    for e in fns:
+        part = r.table[r.table["edges"] == e]
+        # each collection scored with its own merge tree: equal to the networkx reference
+        for t in (0.3, 0.6):
+            seg = reference_segments(data.rag_dir, e, t)
+            ref = metrics.expected_run_length(sk, np.array([seg.get(int(f), int(f)) for f in frag], np.uint64))
+            assert part[np.isclose(part["threshold"], t)].iloc[0]["erl"] == pytest.approx(ref.erl)
+        b, v = metrics.best_threshold(part, by="erl"), metrics.best_threshold(part, by="voi_sum")
+        mine = r.bests[r.bests["edges"] == e]
+        assert list(mine["best"]) == ["erl", "voi_sum"]
+        assert list(mine["threshold"]) == [b["threshold"], v["threshold"]]
+        assert f"  {e}:\n    best ERL:  t = {b['name']}: " in text and f"    best VOI:  t = {v['name']}: " in text
+        assert_neurons_add_up(r, sk, e)
+    assert r.best["erl"] == r.table["erl"].max() and r.best_voi["voi_sum"] == r.table["voi_sum"].min()
+    assert f"best ERL with {r.best['edges']} at t = {r.best['name']}" in text
+    assert_files_carry_units(r)
+    assert list(pd.read_csv(r.paths["csv"])["edges"]) == list(r.table["edges"])
+    # a list is the same request; one name in a list is the single-collection report
+    again = evaluate(store=loaded, name="ev", fragments=str(data.fragments_path), edges=fns,
+                     thresholds="0:1:0.1", out=tmp_path, quiet=True)
+    assert again.table.equals(r.table) and again.neurons.equals(r.neurons)
+    one = evaluate(store=loaded, name="ev", fragments=str(data.fragments_path), edges=[fns[1]],
+                   thresholds="0:1:0.1", out=tmp_path, quiet=True)
+    assert one.paths["csv"].name == f"evaluation_{fns[1]}.csv" and "edges" not in one.table.columns
+    assert one.table.equals(r.table[r.table["edges"] == fns[1]].drop(columns="edges").reset_index(drop=True))
+
+
+@pytest.mark.parametrize("edges,says", [
+    ("edges_hist_quant_75,,edges_mean", "empty collection name"),
+    ("edges_mean, edges_mean", "edges_mean given more than once"),
+    (["edges_mean", 3], "names (strings)"),
+    ([], "empty collection name"),
+])
+def test_bad_edges_lists_name_the_parameter(data, mock_uri, tmp_path, edges, says):
+    with pytest.raises(LsdgraphError, match="edges=") as e:
+        evaluate(store=store.connect(mock_uri), name="ev", fragments=str(data.fragments_path), edges=edges,
+                 out=tmp_path, quiet=True)
+    assert says in str(e.value)
 
 
 def test_cli_evaluate_and_bad_input(data, loaded, tmp_path, capsys, monkeypatch):
@@ -170,9 +309,12 @@ def test_cli_evaluate_and_bad_input(data, loaded, tmp_path, capsys, monkeypatch)
     assert cli.main(args) == 0
     assert "best ERL" in capsys.readouterr().out
     assert (tmp_path / f"evaluation_{EDGES}.png").exists()
+    assert cli.main(args + ["--edges", f"{EDGES},edges_mean"]) == 0  # a comparison, passed through as a string
+    assert "edges_mean:" in capsys.readouterr().out
+    assert (tmp_path / f"evaluation_{EDGES}_vs_edges_mean.png").exists()
     for flag, value, says in [
         ("--fragments", str(tmp_path / "nowhere.zarr"), "no such zarr array"),
-        ("--skeletons", "nope", "no skeletons nope"),
+        ("--skeletons", "nope", "nope.nodes"),
         ("--edges", "edges_x", "edges_x"),
     ]:
         assert cli.main(args + [flag, value]) == 1  # the last occurrence of a flag wins
@@ -190,11 +332,16 @@ def test_demo_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "done in" in out and "best ERL at t =" in out
     report = tmp_path / "demo" / "report"
-    for name in ("README.txt", "summary.json", f"evaluation_{EDGES}.png", f"evaluation_{EDGES}.csv"):
+    for name in ("README.txt", "summary.json", f"evaluation_{EDGES}.png", f"evaluation_{EDGES}.svg",
+                 f"evaluation_{EDGES}.csv", f"evaluation_{EDGES}_best.csv", f"evaluation_{EDGES}_neurons.csv"):
         assert (report / name).exists()
     saved = json.loads((report / "summary.json").read_text())
     assert saved["best"]["name"] == summary["best"]["name"] and saved["roi_nodes"] > 0
     assert 0 < saved["best"]["threshold"] < 0.9
+    # named as in the files: units in the keys
+    assert {"erl_nm", "max_erl_nm", "voi_sum_bits"} <= set(saved["best"]) and "erl" not in saved["best"]
+    assert saved["best_voi"]["voi_sum_bits"] <= saved["best"]["voi_sum_bits"]
+    assert f"evaluation_{EDGES}_neurons.csv" in (report / "README.txt").read_text()
 
 
 @pytest.mark.server
@@ -220,9 +367,9 @@ def sampled(monkeypatch) -> list[str]:
     calls = []
     real = Volume.sample
 
-    def counting(self, world_zyx):
+    def counting(self, world_zyx, **kw):
         calls.append(self.url)
-        return real(self, world_zyx)
+        return real(self, world_zyx, **kw)
 
     monkeypatch.setattr(Volume, "sample", counting)
     return calls
@@ -276,6 +423,17 @@ def test_a_rewritten_chunk_at_the_same_path_is_sampled_again(data, skeletons_onl
     assert all(got[i] == before[i] for i in before if i not in changed)
     third = map_skeleton_fragments(s, db, skel, str(own_volume))
     assert third.reused and len(sampled) == 2  # the replaced mapping is reused in turn
+
+
+def test_a_mapping_stored_without_node_reasons_is_recomputed(skeletons_only, own_volume, sampled):
+    s, db, skel = skeletons_only
+    map_skeleton_fragments(s, db, skel, str(own_volume))
+    coll, rec = next((c, r) for c, r in s.records(db).items() if r.get("kind") == "skeleton_fragments")
+    s.put_record(db, coll, {k: v for k, v in rec.items() if k not in ("node_states", "_id")})  # an older mapping
+    m = map_skeleton_fragments(s, db, skel, str(own_volume))
+    assert not m.reused and len(sampled) == 2 and m.state is not None
+    assert m.note == "the stored mapping does not say which nodes lie outside the volume or in the mask: recomputed"
+    assert map_skeleton_fragments(s, db, skel, str(own_volume)).reused
 
 
 def test_touching_the_chunks_gives_the_same_mapping(skeletons_only, own_volume):

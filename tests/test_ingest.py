@@ -303,7 +303,7 @@ def test_existing_collection_from_elsewhere_is_not_touched_without_drop(dumps, m
     rag = dumps.rag(n_nodes=60)
     db = database(mock_uri)
     db.nodes.insert_one({"id": 1, "written_by": "daisy"})
-    with pytest.raises(LsdgraphError, match=r"'nodes' already exists and was not loaded by lsdgraph.*--drop"):
+    with pytest.raises(LsdgraphError, match=r"'nodes' already exists and was not loaded by lsdgraph.*drop=True"):
         load(rag.nodes_file, mock_uri)
     assert list(db.nodes.find({}, {"_id": 0})) == [{"id": 1, "written_by": "daisy"}]
     (report,) = load(rag.nodes_file, mock_uri, drop=True)
@@ -316,7 +316,7 @@ def test_a_different_file_for_a_complete_collection_needs_drop(dumps, mock_uri):
     load(rag.nodes_file, mock_uri)
     smaller = dumps.nodes_bytes(rag.ids[:10], rag.positions[:10])
     rag.nodes_file.write_bytes(smaller)
-    with pytest.raises(LsdgraphError, match=r"already holds a complete load .* differs from this file; pass --drop"):
+    with pytest.raises(LsdgraphError, match=r"already holds a complete load .* differs from this file; pass drop=True"):
         load(rag.nodes_file, mock_uri)
     assert database(mock_uri).nodes.count_documents({}) == 60
     (report,) = load(rag.nodes_file, mock_uri, drop=True)

@@ -24,7 +24,8 @@ ALLOWED = {
     "_query": {"_core", "_io", "_stores", "_algorithms"},
     "_ingest": {"_core", "_io", "_stores"},
     "_jobs": {"_core", "_io", "_stores", "_algorithms", "_query", "_ingest", "_synth"},
-    "cli": {"_core", "_io", "_stores", "_algorithms", "_query", "_ingest", "_jobs", "_synth"},
+    "_cli": {"_core", "_io", "_stores", "_algorithms", "_query", "_ingest", "_jobs", "_synth"},
+    "cli": {"_core", "_io", "_stores", "_algorithms", "_query", "_ingest", "_jobs", "_synth", "_cli"},
 }
 # third-party modules a layer must not import: the algorithms are numpy (and numba) only
 FORBIDDEN = {"_algorithms": {"pymongo", "bson", "mongomock", "boto3", "botocore", "zarr", "pyarrow"},

@@ -44,7 +44,7 @@ def test_rerun_is_idempotent_and_a_changed_file_needs_drop(dumps, tmp_path, caps
     again = ingest(str(rag.folder), db=db, name="r")
     assert {r.status for r in again} == {"already-complete"}
     rag.nodes_file.write_bytes(dumps.nodes_bytes(rag.ids[:10], rag.positions[:10]))
-    with pytest.raises(LsdgraphError, match=r"differs from this file; pass --drop"):
+    with pytest.raises(LsdgraphError, match=r"differs from this file; pass drop=True"):
         ingest(str(rag.nodes_file), db=db, name="r", quiet=True)
     ingest(str(rag.nodes_file), db=db, name="r", quiet=True, drop=True)
     assert api.connect(db).count("r", "nodes") == 10
@@ -211,7 +211,7 @@ def test_demo_leaves_a_local_store_with_commands_that_work(tmp_path, cli):
 
 
 def test_store_values_that_are_neither_a_uri_nor_a_path_are_one_line(tmp_path, cli):
-    with pytest.raises(LsdgraphError, match=r"--db localhost:27017: not a store; write mongodb://localhost:27017"):
+    with pytest.raises(LsdgraphError, match=r"db=localhost:27017: not a store; write mongodb://localhost:27017"):
         api.connect("localhost:27017")
     r = cli("index", "--db", str(tmp_path / "s"), "--name", "x")
     assert r.returncode == 1 and "local store" in r.stderr and r.stderr.count("\n") == 1

@@ -17,6 +17,7 @@ from lsdgraph._algorithms.metrics import (
     evaluate_thresholds,
     expected_run_length,
     max_erl,
+    skeleton_scores,
     split_merge_counts,
     variation_of_information,
 )
@@ -408,6 +409,76 @@ def test_evaluate_thresholds_errors_and_default_names():
         best_threshold(df, by="erl2")
     with pytest.raises(LsdgraphError, match="no numeric values"):
         best_threshold(df.iloc[:0])
+
+
+# --- per skeleton ----------------------------------------------------------------------------
+
+
+def test_skeleton_scores_by_hand():
+    a, ea = line(1, 1, 4)
+    b, eb = line(2, 10, 4, z=40)
+    skel = make({**a, **b}, ea + eb)
+    # A: [1 2 | 3 4] in segments 1 and 2; B: [10 11] also in segment 2 (2 nodes each: a tie), 12 in 5, 13 in 0
+    seg = segs(skel, {1: 1, 2: 1, 3: 2, 4: 2, 10: 2, 11: 2, 12: 5, 13: 0})
+    flags = {"odd_nodes": skel.node_ids % 2 == 1}
+    df = skeleton_scores(skel, seg, node_flags=flags)
+    assert list(df.columns) == ["neuron_id", "n_nodes", "n_edges", "cable_length", "erl", "erl_contribution",
+                                "n_splits", "n_merges", "in_merging_segments", "correct_edges", "split_edges",
+                                "omitted_edges", "merged_edges", "background_nodes", "odd_nodes"]
+    rows = {r.neuron_id: r for r in df.itertuples()}
+    A, B = rows[1], rows[2]
+    assert (A.n_nodes, A.n_edges, A.cable_length, B.cable_length) == (4, 3, 3.0, 3.0)
+    # only A's edge 1-2 is correct (segment 1 holds A alone): A's ERL 1²/3, its share of the total 1²/6
+    assert (A.erl, A.erl_contribution, B.erl, B.erl_contribution) == pytest.approx((1 / 3, 1 / 6, 0, 0))
+    assert (A.n_splits, B.n_splits) == (1, 1)
+    assert (A.n_merges, B.n_merges) == (0, 1)  # the tie in segment 2 goes to the lower neuron id
+    assert (A.in_merging_segments, B.in_merging_segments) == (1, 1)
+    assert (A.correct_edges, A.split_edges, A.merged_edges, A.omitted_edges) == (1, 1, 1, 0)
+    assert (B.correct_edges, B.split_edges, B.merged_edges, B.omitted_edges) == (0, 1, 1, 1)
+    assert (A.background_nodes, B.background_nodes, A.odd_nodes, B.odd_nodes) == (0, 1, 2, 2)
+    # the larger skeleton owns a merging segment: B with 3 nodes there makes A the merge
+    seg2 = segs(skel, {1: 1, 2: 1, 3: 2, 4: 2, 10: 2, 11: 2, 12: 2, 13: 0})
+    assert list(skeleton_scores(skel, seg2)["n_merges"]) == [1, 0]
+    # the older merge rule zeroes every edge of a merged skeleton
+    strict = skeleton_scores(skel, seg, merge_rule="skeleton")
+    assert strict["erl_contribution"].sum() == 0 and list(strict["merged_edges"]) == [2, 1]
+
+
+def test_skeleton_scores_add_up_to_the_global_scores():
+    rng = np.random.default_rng(7)
+    nodes, edges = {}, []
+    for k in range(6):
+        n, e = line(k + 1, 100 * k, int(rng.integers(1, 30)), z=10 * k)
+        nodes.update(n)
+        edges += e
+    skel = make(nodes, edges)
+    neuron = skel.neuron_ids
+    cases = [rng.integers(0, 12, skel.n_nodes), neuron * 4 + rng.integers(0, 3, skel.n_nodes),
+             np.where(rng.random(skel.n_nodes) < 0.2, 0, neuron // 2 + 1), np.ones(skel.n_nodes),
+             np.zeros(skel.n_nodes)]
+    for case in cases:
+        seg = np.asarray(case, np.uint64)
+        for rule in ("segment", "skeleton"):
+            df = skeleton_scores(skel, seg, merge_rule=rule)
+            row = evaluate_thresholds(skel, lambda t, seg=seg: seg, [0.5], merge_rule=rule).iloc[0]
+            assert df["erl_contribution"].sum() == pytest.approx(row["erl"])
+            assert df["cable_length"].sum() == pytest.approx(skel.total_length)
+            assert (df["n_nodes"].sum(), df["n_edges"].sum()) == (skel.n_nodes, skel.n_edges)
+            for col in ("n_splits", "n_merges", "correct_edges", "split_edges", "omitted_edges", "merged_edges"):
+                assert df[col].sum() == row[col], (col, rule)
+            assert df["background_nodes"].sum() == (seg == 0).sum()
+            assert (df["in_merging_segments"] >= df["n_merges"]).all()
+            r = expected_run_length(skel, seg, rule)
+            assert df["erl"].to_numpy() == pytest.approx(r.skeleton_erl)
+
+
+def test_skeleton_scores_bad_flags():
+    skel = make({1: (1, (0, 0, 0)), 2: (1, (0, 0, 1))}, [(1, 2)])
+    seg = np.array([1, 1], np.uint64)
+    with pytest.raises(LsdgraphError, match=r"node_flags\['x'\] must be a bool array"):
+        skeleton_scores(skel, seg, node_flags={"x": np.array([1, 0])})
+    with pytest.raises(LsdgraphError, match="would replace a score column"):
+        skeleton_scores(skel, seg, node_flags={"n_nodes": np.array([True, False])})
 
 
 # --- property test against a slow, literal reference ------------------------------------------

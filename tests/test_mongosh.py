@@ -1,16 +1,23 @@
-"""The mongo shell scripts in ``queries/``, run by the real ``mongosh`` against a real wire-protocol
-server (SecantusDB): each script's output equals what the Python API returns on the same database
-(64-bit ids exact), and bad parameters give a non-zero exit and one line on stderr.
+"""The mongo shell scripts (``lsdgraph/queries/``, shipped in the package; ``queries/`` in a checkout is a
+symlink to it), run by the real ``mongosh`` against a real wire-protocol server (SecantusDB): each
+script's output equals what the Python API returns on the same database (64-bit ids exact), with
+``pretty = true`` as plain indented JSON; bad parameters and unknown ids give a non-zero exit and one
+line on stderr, an empty result a note why; the scripts run from any folder, also from a
+non-editable install; ``lsdgraph scripts`` says where they are and how to run them.
 
 Data: a synthetic fib25 RAG (int32 and int64 ids mixed, as pymongo writes them) plus one fragment
 whose id is above 2**53, its skeletons, and the LUTs ``lsdgraph segment`` writes (~10k documents)."""
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import shutil
 import subprocess
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import bson
 import numpy as np
@@ -19,6 +26,7 @@ from bson import json_util
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
+from lsdgraph._cli import scripts as scripts_cli
 from lsdgraph._core import schema
 from lsdgraph._core.roi import Roi
 from lsdgraph._ingest import ingest
@@ -36,18 +44,22 @@ THRESHOLDS = (0.3, 0.5)
 BIG = 2**60 + 7  # a fragment id a double cannot hold
 
 
+FOLDER = scripts_cli.FOLDER  # lsdgraph/queries, where `lsdgraph scripts` says they are
+
+
 class Shell:
-    """Runs ``mongosh URI/db --quiet --eval 'var k = v, ...' --file queries/SCRIPT``."""
+    """Runs ``mongosh URI/db --quiet --eval 'var k = v, ...' --file FOLDER/SCRIPT`` (in ``cwd``)."""
 
     def __init__(self, exe: str, uri: str):
         self.exe, self.uri = exe, uri
 
-    def run(self, db: str, script: str, **params) -> subprocess.CompletedProcess:
+    def run(self, db: str, script: str, folder: Path = FOLDER, cwd: Path | None = None,
+            **params) -> subprocess.CompletedProcess:
         args = [self.exe, f"{self.uri}/{db}", "--quiet"]
         if params:
             args += ["--eval", "var " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in params.items())]
-        args += ["--file", str(REPO / "queries" / script)]
-        return subprocess.run(args, capture_output=True, text=True, timeout=60)
+        args += ["--file", str(folder / script)]
+        return subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=cwd)
 
     def __call__(self, db: str, script: str, **params):
         p = self.run(db, script, **params)
@@ -90,7 +102,7 @@ def loaded(secantus, mongosh, tmp_path_factory):
     store = store_mod.connect(secantus.uri)
     assert all(x.status == "complete" for x in ingest(str(folder), store=store, name=name, quiet=True))
     res = segment.segment(store=store, name=name, edges=EDGES, thresholds=",".join(map(str, THRESHOLDS)),
-                          out=base / "segment", lut_files=False, quiet=True)
+                          out=base / "segment", lut_files=False, db_luts="all", quiet=True)
     yield Loaded(Shell(mongosh, secantus.uri), secantus.uri, name, store, res.tree)
     with secantus.client() as c:
         for db in (name, name + "_raw"):
@@ -200,9 +212,13 @@ def test_segment_of_js_equals_the_luts(loaded):
             assert int(row["segment"]) == s == int(seg[tree.fragments == f][0])
             assert sorted(map(int, row["members"])) == sorted(tree.fragments[seg == s].tolist())
             assert int(row["members"][0]) == s
-    # a fragment the LUTs do not name is a segment by itself
-    out = loaded.js("segment_of.js", fragment=12345, threshold=THRESHOLDS[0], members=True, edges=EDGES)
-    assert out["segments"] == [{"fragment": 12345, "segment": 12345, "members": [12345]}]
+    # a fragment of the RAG the LUTs do not name is a segment by itself
+    seg = tree.cut(THRESHOLDS[0])
+    ids, counts = np.unique(seg, return_counts=True)
+    alone = int(ids[counts == 1][0])
+    assert results.segment_of(loaded.store, loaded.rag.db, EDGES, alone, THRESHOLDS[0]) == alone
+    out = loaded.js("segment_of.js", fragment=alone, threshold=THRESHOLDS[0], members=True, edges=EDGES)
+    assert out["segments"] == [{"fragment": alone, "segment": alone, "members": [alone]}]
 
 
 def test_create_indexes_js_on_a_database_without_indexes(loaded, secantus):
@@ -254,3 +270,155 @@ def test_bad_parameters_exit_non_zero_with_one_line(bad_runs, case):
     assert p.returncode != 0 and p.stdout == ""
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], p.stderr
+
+
+def node_ids(loaded) -> np.ndarray:
+    return np.sort(loaded.rag.node_arrays()[0])
+
+
+def test_unknown_ids_are_errors_that_name_what_there_is(loaded):
+    ids = node_ids(loaded)
+    sk = query.open_skeletons(name=loaded.name, store=loaded.store)
+    neurons = sorted(set(sk.arrays()[0]["neuron_id"].tolist()))
+    n_skel = len(sk.arrays()[0])
+    missing = max(neurons) + 1000
+    assert 12345 not in set(ids.tolist())
+    runs = loaded.shell.many(loaded.name, [
+        ("skeleton.js", {"neuronId": missing}),
+        ("skeleton.js", {"neuronId": [neurons[0], missing]}),      # one unknown in a list is enough
+        ("skeleton.js", {"neuronId": "twelve"}),
+        ("segment_of.js", {"fragment": 12345, "threshold": THRESHOLDS[0], "edges": EDGES}),
+        ("segment_of.js", {"fragment": [int(ids[0]), 12345, "12346"], "threshold": THRESHOLDS[1]}),
+        # the README's example, on data that does not hold its fragment or its threshold
+        ("segment_of.js", {"fragment": 77322656253, "threshold": 0.46, "members": True}),
+        ("segment_of.js", {"fragment": 77322656253, "threshold": THRESHOLDS[1], "members": True}),
+    ])
+    where = f"{loaded.name}.nodes ({len(ids)} fragments, ids {ids[0]} .. {ids[-1]})"
+    expected = [
+        f"no neuron {missing} in {loaded.name}.fib25.nodes ({n_skel} nodes, neuron_ids {neurons[0]} .. {neurons[-1]})",
+        f"no neuron {missing} in {loaded.name}.fib25.nodes",
+        'neuronId "twelve": give an integer',
+        f"no fragment 12345 in {where}",
+        f"no fragment 12345, 12346 in {where}",
+        f"no LUT at threshold 0.46 in {schema.LUT_PREFIX}{EDGES}; it has: 0.3, 0.5",
+        f"no fragment 77322656253 in {where}",
+    ]
+    for p, message in zip(runs, expected, strict=True):
+        assert p.returncode != 0 and p.stdout == "", p.stdout
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (message, p.stderr)
+    assert str(BIG) in where  # the range names the id above 2**53 exactly
+
+
+def test_an_empty_roi_says_why(loaded):
+    box = loaded.rag.bbox()
+    (z0, y0, x0), (z1, y1, x1) = box.begin, box.end
+    nodes, _ = loaded.rag.read_arrays(None)
+    first = nodes.iloc[0]
+    at = [float(first[f]) for f in schema.NODE_POSITION]
+    runs = loaded.shell.many(loaded.name, [
+        ("roi.js", {"roi": {"offset": [z1 + 10, y0, x0], "shape": [100, 100, 100]}, "edges": EDGES}),
+        ("roi.js", {"roi": f"{z0 - 500},{y0},{x0}:{z0 - 400},{y1},{x1}"}),
+        # one node's own box at a threshold below every score: nodes, no edge
+        ("roi.js", {"roi": {"offset": at, "shape": [0.5, 0.5, 0.5]}, "maxScore": 0, "edges": EDGES}),
+    ])
+    for p in runs:
+        assert p.returncode == 0, p.stderr
+    outside = [json_util.loads(p.stdout) for p in runs[:2]]
+    assert all(o["nodes"] == [] and o["edges"] == [] for o in outside)
+    lo = ", ".join(f"{v:g}" for v in box.begin)
+    for p in runs[:2]:
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("note: roi "), p.stderr
+        assert "lies outside the nodes' bounding box" in lines[0] and f"box [{lo}] .. [" in lines[0], lines[0]
+    assert loaded.rag.why_empty(Roi((z1 + 10, y0, x0), (100, 100, 100)))  # the API agrees it misses the data
+    one = json_util.loads(runs[2].stdout)
+    assert len(one["nodes"]) >= 1 and one["edges"] == []
+    assert "but no edge of edges_hist_quant_75 with its u end there and merge_score <= 0" in runs[2].stderr
+
+
+def test_pretty_prints_plain_indented_json(loaded):
+    whole = {"roi": {"begin": [None, None, None], "end": [None, None, None]}, "edges": EDGES}
+    runs = loaded.shell.many(loaded.name, [("roi.js", whole), ("roi.js", {**whole, "pretty": True}),
+                                           ("summary.js", {}), ("summary.js", {"pretty": True})])
+    assert all(p.returncode == 0 for p in runs), [p.stderr for p in runs]
+    canonical, pretty, summary, summary_pretty = (p.stdout for p in runs)
+    # the default: canonical Extended JSON, every number typed, on one line
+    assert canonical.count("\n") == 1 and f'{{"$numberLong":"{BIG}"}}' in canonical and '"$numberInt"' in canonical
+    # pretty: indented, plain numbers, the id above 2**53 with every digit; the same values
+    for text in (pretty, summary_pretty):
+        assert text.startswith("{\n  \"") and "$numberLong" not in text and "$numberInt" not in text
+    plain = json.loads(pretty)
+    assert BIG in {n["id"] for n in plain["nodes"]} and any(e["v"] == BIG for e in plain["edges"])
+    assert json_util.loads(pretty) == json_util.loads(canonical)
+    assert plain["roi"]["begin"] == [{"$numberDouble": "-Infinity"}] * 3  # JSON has no plain infinity
+    assert json.loads(summary_pretty) == json_util.loads(summary)
+
+
+def test_scripts_run_from_any_folder(loaded, tmp_path):
+    """From another cwd: through the checkout's ``queries`` symlink and from the package folder."""
+    assert (REPO / "queries").is_symlink() and (REPO / "queries").resolve() == FOLDER.resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    expected = loaded.js("thresholds.js", thresholds=[0.5], bins=3)
+    for folder in (REPO / "queries", FOLDER, Path(os.path.relpath(FOLDER, elsewhere))):
+        p = loaded.shell.run(loaded.name, "thresholds.js", folder=folder, cwd=elsewhere, thresholds=[0.5], bins=3)
+        assert p.returncode == 0, p.stderr
+        assert json_util.loads(p.stdout) == expected
+
+
+@pytest.mark.slow
+def test_scripts_run_from_a_non_editable_install(loaded, tmp_path):
+    """``pip install --target`` (a wheel, not the checkout): the scripts and schema.json are in the
+    package, lsdgraph's ``scripts`` command points at them, and they run from anywhere."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / f, src / f)
+    shutil.copytree(REPO / "lsdgraph", src / "lsdgraph", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(src)]
+    p = subprocess.run(pip, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    if p.returncode != 0:
+        pytest.skip(f"pip could not build lsdgraph here: {p.stderr.strip().splitlines()[-1:]}")
+    installed = site / "lsdgraph" / "queries"
+    assert sorted(f.name for f in installed.glob("*.js")) == sorted(f.name for f in FOLDER.glob("*.js"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
+    code = "import argparse; from lsdgraph._cli import scripts; scripts.run(argparse.Namespace(path=True))"
+    where = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           check=True).stdout.strip()
+    assert Path(where) == installed.resolve()
+    shutil.rmtree(src)  # nothing of the checkout is left to lean on
+    for script, params in (("summary.js", {}), ("segment_of.js", {"fragment": str(BIG), "threshold": THRESHOLDS[1]})):
+        p = loaded.shell.run(loaded.name, script, folder=Path(where), cwd=Path("/"), **params)
+        assert p.returncode == 0, p.stderr
+        assert json_util.loads(p.stdout) == loaded.js(script, **params)
+
+
+def test_lsdgraph_scripts_says_where_and_how(capsys):
+    ap = argparse.ArgumentParser(prog="lsdgraph")
+    scripts_cli.register(ap.add_subparsers())
+    a = ap.parse_args(["scripts"])
+    assert a.func(a) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == str(FOLDER) and (FOLDER / "roi.js").is_file() and (FOLDER.parent / "_core/schema.json").is_file()
+    text = "\n".join(out)
+    assert "npm install -g mongosh" in text and "URI=mongodb://localhost:27017/hemi_roi1" in text
+    assert "a MongoDB connection string naming the database" in text and "pretty = true" in text
+    listed = [line.split()[0] for line in out[out.index("scripts:") + 1:]]
+    assert listed == sorted(f.name for f in FOLDER.glob("*.js") if f.name != "lib.js")
+    assert all(len(line) <= 120 for line in out[out.index("scripts:") + 1:])
+    a = ap.parse_args(["scripts", "--path"])
+    assert a.func(a) == 0
+    assert capsys.readouterr().out == f"{FOLDER}\n"
+    help_text = ap.format_help()
+    assert "scripts" in help_text
+
+
+def test_the_scripts_ship_with_the_package():
+    """pyproject's package data holds every script (and the schema they read)."""
+    tomllib = pytest.importorskip("tomllib")
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["lsdgraph"]
+    pkg = FOLDER.parent
+    shipped = {p for pattern in data for p in pkg.glob(pattern)}
+    assert set(FOLDER.glob("*.js")) <= shipped and pkg / "_core" / "schema.json" in shipped

@@ -16,7 +16,7 @@ from lsdgraph._jobs import relabel
 
 from conftest import run_cli
 
-FIX = "choose an --out outside the input volume"
+FIX = "choose an out= outside the input volume"
 
 
 class Lab:
@@ -52,7 +52,7 @@ def refused(lab: Lab, fragments, out, how: str) -> str:
     with pytest.raises(LsdgraphError) as e:
         relabel.relabel(str(fragments), str(lab.lut), str(out), quiet=True)
     msg = str(e.value)
-    assert f"--out {out} {how} the input volume {fragments}" in msg and FIX in msg
+    assert f"out={out} {how} the input volume {fragments}" in msg and FIX in msg
     assert lab.snapshot() == before
     return msg
 
@@ -115,7 +115,7 @@ def test_an_s3_pair(lab, s3, tmp_path):
                      (f"{fragments}/relabelled", "lies inside")]:
         with pytest.raises(LsdgraphError) as e:
             relabel.relabel(fragments, str(lab.lut), out, s3=S3Options(endpoint_url=s3.endpoint), quiet=True)
-        assert f"--out {out} {how} the input volume {fragments}" in str(e.value) and FIX in str(e.value)
+        assert f"out={out} {how} the input volume {fragments}" in str(e.value) and FIX in str(e.value)
     with pytest.raises(LsdgraphError, match="local folders only"):  # a sibling, but S3 is not written
         relabel.relabel(fragments, str(lab.lut), f"{base}/volumes/seg", s3=S3Options(endpoint_url=s3.endpoint),
                         quiet=True)
@@ -133,6 +133,6 @@ def test_cli_refuses_in_one_line_and_leaves_the_input_alone(lab, target):
     r = run_cli("relabel", str(lab.fragments), "--lut", str(lab.lut), "--out", str(out))
     assert r.returncode == 1, r.stderr
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith("lsdgraph relabel: error: --out") and FIX in line
+    assert line.startswith("lsdgraph relabel: error: --out") and FIX.replace("out=", "--out") in line
     assert str(out) in line and str(lab.fragments) in line
     assert lab.snapshot() == before

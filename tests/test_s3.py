@@ -152,7 +152,7 @@ def test_a_private_object_answers_403_with_a_failed_record(dumps, s3, mock_uri, 
     err = capsys.readouterr().err.splitlines()
     assert code == 1 and len(err) == 1
     assert err[0] == (f"lsdgraph ingest: error: {url}: access denied (403): the object is not public; pass "
-                      "--profile or set AWS credentials in the environment if you have access")
+                      "--profile NAME or set AWS credentials in the environment if you have access")
     db = store_mod.connect(mock_uri).db("p")
     rec = db[schema.META].find_one({"_id": "nodes"})
     assert rec["status"] == "failed" and "403" in rec["error"] and "nodes" not in db.list_collection_names()

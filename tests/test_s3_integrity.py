@@ -191,7 +191,7 @@ def test_a_private_object_fails_at_once_with_the_403_message(s3, wire):
     with pytest.raises(LsdgraphError) as e:
         f.open(0)
     assert time.monotonic() - t0 < 2.0 and len(wire.gets) == 1  # no retries
-    assert str(e.value) == (f"{url}: access denied (403): the object is not public; pass --profile or set "
+    assert str(e.value) == (f"{url}: access denied (403): the object is not public; pass profile=NAME or set "
                             "AWS credentials in the environment if you have access")
 
 

@@ -20,7 +20,7 @@ COLLECTION_NAMES = {v for k, v in SCHEMA["collections"].items() if k == "own_pre
 PREFIXES = {v for k, v in SCHEMA["collections"].items() if k.endswith("prefix") and k != "own_prefix"}
 INDEX_NAMES = {spec["name"] for k, specs in SCHEMA["indexes"].items() if k != "about" for spec in specs}
 PY_FILES = sorted(p for p in PKG.rglob("*.py") if p.name != "schema.py")  # schema.py reads the file: its keys
-JS_FILES = sorted((REPO / "queries").glob("*.js"))
+JS_FILES = sorted((PKG / "queries").glob("*.js"))  # the mongosh scripts ship in the package
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -122,6 +122,20 @@ def test_the_checks_catch_what_they_look_for():
     assert sorted(v for _, v in _name_literals(tree)) == ["lsdgraph_lut.", "lsdgraph_meta"]
 
 
+def test_the_scripts_are_found():
+    assert {p.name for p in JS_FILES} >= {"lib.js", "roi.js", "segment_of.js", "skeleton.js", "thresholds.js"}
+
+
+@pytest.mark.parametrize("path", [p for p in JS_FILES if p.name != "lib.js"], ids=lambda p: p.name)
+def test_scripts_taking_edges_use_the_one_default_rule(path):
+    """Every script with an ``edges`` parameter picks the collection with lib.js's edgesCollection
+    (the named one, else the only one, else edges_hist_quant_75, else an error listing them)."""
+    code = path.read_text()
+    if "param('edges')" in code:
+        assert "edgesCollection(param('edges'))" in code, path.name
+        assert code.count("param('edges')") == code.count("edgesCollection(param('edges'))"), path.name
+
+
 def test_one_rule_for_the_default_edges():
     from lsdgraph._core import schema
     from lsdgraph._core.errors import LsdgraphError
@@ -132,5 +146,5 @@ def test_one_rule_for_the_default_edges():
     assert schema.choose_edges(three, "edges_mean", "db") == "edges_mean"
     with pytest.raises(LsdgraphError, match=r"db has 2 edges collections \(edges_a, edges_b\) and none is"):
         schema.choose_edges(["edges_b", "edges_a"], None, "db")
-    with pytest.raises(LsdgraphError, match=r"no edges 'edges_x' in db; it has: edges_mean"):
+    with pytest.raises(LsdgraphError, match=r"edges='edges_x': no such edges collection in db; it has: edges_mean"):
         schema.choose_edges(["edges_mean"], "edges_x", "db")

@@ -41,36 +41,36 @@ def _decimal_name(d: Decimal) -> str:
     return "0" if d == 0 else format(d, "f")
 
 
-def _parse_piece(piece: str, spec: str) -> list[Decimal]:
+def _parse_piece(piece: str, spec: str, param: str) -> list[Decimal]:
     try:
         parts = [Decimal(p.strip()) for p in piece.split(":")]
     except InvalidOperation:
         raise LsdgraphError(
-            f"threshold spec {spec!r}: {piece.strip()!r} is not a number or start:stop:step range; "
+            f"{param}={spec!r}: {piece.strip()!r} is not a number or start:stop:step range; "
             "write e.g. '0:1:0.02' or '0.1,0.25,0.5'") from None
     if not all(p.is_finite() for p in parts):
-        raise LsdgraphError(f"threshold spec {spec!r}: {piece.strip()!r} is not finite; use finite numbers")
+        raise LsdgraphError(f"{param}={spec!r}: {piece.strip()!r} is not finite; use finite numbers")
     if len(parts) == 1:
         return parts
     if len(parts) != 3:
         raise LsdgraphError(
-            f"threshold spec {spec!r}: range {piece.strip()!r} needs start:stop:step, e.g. '0:1:0.02'")
+            f"{param}={spec!r}: range {piece.strip()!r} needs start:stop:step, e.g. '0:1:0.02'")
     start, stop, step = parts
     if step <= 0:
-        raise LsdgraphError(f"threshold spec {spec!r}: step {step} in {piece.strip()!r} must be > 0")
+        raise LsdgraphError(f"{param}={spec!r}: step {step} in {piece.strip()!r} must be > 0")
     count = int(((stop - start) / step).to_integral_value(rounding=ROUND_CEILING))
     if count <= 0:
         raise LsdgraphError(
-            f"threshold spec {spec!r}: range {piece.strip()!r} is empty (stop is exclusive); "
+            f"{param}={spec!r}: range {piece.strip()!r} is empty (stop is exclusive); "
             "make stop larger than start")
     if count > MAX_THRESHOLDS:
         raise LsdgraphError(
-            f"threshold spec {spec!r}: range {piece.strip()!r} gives {count} thresholds, more than "
+            f"{param}={spec!r}: range {piece.strip()!r} gives {count} thresholds, more than "
             f"{MAX_THRESHOLDS}; use a larger step")
     return [start + k * step for k in range(count)]
 
 
-def parse_thresholds(spec: Thresholds) -> tuple[np.ndarray, list[str]]:
+def parse_thresholds(spec: Thresholds, param: str = "thresholds") -> tuple[np.ndarray, list[str]]:
     """Thresholds and their exact names from ``'0:1:0.02'`` (start:stop:step, stop exclusive),
     ``'0.1,0.25,0.5'`` (comma-separated numbers or ranges), a number, or a sequence of numbers.
 
@@ -81,10 +81,10 @@ def parse_thresholds(spec: Thresholds) -> tuple[np.ndarray, list[str]]:
     if isinstance(spec, str):
         pieces = [p for p in spec.split(",") if p.strip()]
         if not pieces:
-            raise LsdgraphError(f"threshold spec {spec!r} is empty; write e.g. '0:1:0.02' or '0.5'")
-        decimals = [d for p in pieces for d in _parse_piece(p, spec)]
+            raise LsdgraphError(f"{param}={spec!r} is empty; write e.g. '0:1:0.02' or '0.5'")
+        decimals = [d for p in pieces for d in _parse_piece(p, spec, param)]
         if len(decimals) > MAX_THRESHOLDS:
-            raise LsdgraphError(f"threshold spec {spec!r} gives more than {MAX_THRESHOLDS} thresholds")
+            raise LsdgraphError(f"{param}={spec!r} gives more than {MAX_THRESHOLDS} thresholds")
         values = np.array([float(d) for d in decimals], dtype=np.float64)
         names = [_decimal_name(d) for d in decimals]
     else:
@@ -92,10 +92,10 @@ def parse_thresholds(spec: Thresholds) -> tuple[np.ndarray, list[str]]:
         if arr.ndim != 1 or arr.size == 0 or not (
                 np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise LsdgraphError(
-                f"thresholds {spec!r}: expected a number, a sequence of numbers or a spec string "
+                f"{param}={spec!r}: expected a number, a sequence of numbers or a spec string "
                 "like '0:1:0.02'")
         if not np.isfinite(arr).all():
-            raise LsdgraphError(f"thresholds {spec!r} contain NaN or infinity; use finite numbers")
+            raise LsdgraphError(f"{param}={spec!r} contain NaN or infinity; use finite numbers")
         values = arr.astype(np.float64)
         if np.issubdtype(arr.dtype, np.integer):
             names = [str(int(x)) for x in arr]
@@ -105,8 +105,12 @@ def parse_thresholds(spec: Thresholds) -> tuple[np.ndarray, list[str]]:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise LsdgraphError(f"thresholds {spec!r}: {name} appears twice; list each threshold once")
+            raise LsdgraphError(f"{param}={spec!r}: {name} appears twice; list each threshold once")
         seen.add(name)
+    bad = (values < 0) | (values > 1)
+    if bad.any():  # merge scores are in [0, 1]: a threshold beyond them only repeats an end
+        raise LsdgraphError(f"{param}={spec!r}: {names[int(np.argmax(bad))]} is outside [0, 1], the range of "
+                            "merge scores; write e.g. '0:1:0.02'")
     return values, names
 
 
@@ -330,7 +334,10 @@ def _open_npz(path, what: str) -> np.lib.npyio.NpzFile:
         z = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise LsdgraphError(f"{what} file {path} does not exist; check the path") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except ValueError as e:
+        why = "it holds pickled Python objects, which are not read" if "pickle" in str(e) else str(e)
+        raise LsdgraphError(f"{what} file {path} is not a readable .npz ({why}); regenerate it") from None
+    except (OSError, zipfile.BadZipFile) as e:
         raise LsdgraphError(f"{what} file {path} is not a readable .npz ({e}); regenerate it") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise LsdgraphError(f"{what} file {path} holds a single array, not an .npz archive; regenerate it")
@@ -356,7 +363,11 @@ def read_lut(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             raise LsdgraphError(
                 f"LUT file {path} has no {LUT_KEY!r} array (has {z.files}); is it a fragment-segment LUT?"
             )
-        lut = z[LUT_KEY]
+        try:
+            lut = z[LUT_KEY]
+        except ValueError:  # an object array: np.load refuses to unpickle it
+            raise LsdgraphError(f"LUT file {path}: {LUT_KEY} holds Python objects, expected 2xN integers; "
+                                "regenerate it") from None
     if lut.ndim != 2 or lut.shape[0] != 2 or not np.issubdtype(lut.dtype, np.integer):
         raise LsdgraphError(f"LUT file {path}: {LUT_KEY} is {lut.dtype} {lut.shape}, expected 2xN integers")
     return as_ids(lut[0], "LUT fragments"), as_ids(lut[1], "LUT segments")

@@ -16,10 +16,12 @@ Conventions:
 Per merge threshold, :func:`evaluate_thresholds` does one stable sort of the skeleton nodes by
 segment id and a handful of linear numpy passes; everything that does not depend on the threshold
 (edge lengths, skeleton totals, node order by skeleton) is computed once in :class:`Skeletons`.
+:func:`skeleton_scores` breaks one segmentation's scores down per skeleton (they add up to the
+global ones).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,6 +41,7 @@ __all__ = [
     "evaluate_thresholds",
     "expected_run_length",
     "max_erl",
+    "skeleton_scores",
     "split_merge_counts",
     "variation_of_information",
 ]
@@ -249,6 +252,7 @@ class _Grouped:
     skel: np.ndarray  # skeleton index, sorted order
     seg_run: np.ndarray  # dense segment index, sorted order
     seg_starts: np.ndarray  # first position of each distinct segment
+    pair_starts: np.ndarray  # first position of each distinct (segment, skeleton) pair
     seg_of_node: np.ndarray  # (n,) dense segment index, -1 for segment 0
     pair_counts: np.ndarray  # nodes per distinct (segment, skeleton) pair
     seg_counts: np.ndarray  # nodes per distinct segment
@@ -278,6 +282,7 @@ def _group(seg: np.ndarray, node_skel: np.ndarray, order_by_skel: np.ndarray, n_
         skel=skel,
         seg_run=seg_run,
         seg_starts=seg_starts,
+        pair_starts=pair_starts,
         seg_of_node=seg_of_node,
         pair_counts=np.diff(np.append(pair_starts, nf)),
         seg_counts=np.diff(np.append(seg_starts, nf)),
@@ -338,7 +343,21 @@ class ERLResult:
         return self.erl / self.max_erl if self.max_erl > 0 else float("nan")
 
 
-def _erl(skel: Skeletons, seg: np.ndarray, g: _Grouped, merge_rule: MergeRule) -> ERLResult:
+@dataclass
+class _EdgeClasses:
+    """Every edge's class and the segment/skeleton facts ERL is built from (one threshold)."""
+
+    seg_skel: np.ndarray  # skeleton of each segment's first node (its only one unless it merges)
+    seg_merging: np.ndarray  # per segment: more than one skeleton in it
+    skel_merged: np.ndarray  # per skeleton: touches a merging segment
+    omitted: np.ndarray  # per edge
+    split: np.ndarray
+    merged: np.ndarray
+    correct: np.ndarray
+    skel_sq: np.ndarray  # per skeleton: Σ over segments of (correct length)²
+
+
+def _classify(skel: Skeletons, seg: np.ndarray, g: _Grouped, merge_rule: MergeRule) -> _EdgeClasses:
     if merge_rule not in ("segment", "skeleton"):
         raise LsdgraphError(f"expected_run_length: merge_rule={merge_rule!r}; use 'segment' or 'skeleton'")
     n_skel = len(skel.skeleton_ids)
@@ -366,25 +385,31 @@ def _erl(skel: Skeletons, seg: np.ndarray, g: _Grouped, merge_rule: MergeRule) -
     # keys the (skeleton, segment) sum
     seg_len = np.bincount(gu[correct], weights=skel.edge_lengths[correct], minlength=n_seg)
     skel_sq = np.bincount(seg_skel, weights=seg_len * seg_len, minlength=n_skel)
+    return _EdgeClasses(seg_skel, seg_merging, skel_merged, omitted, split, merged, correct, skel_sq)
+
+
+def _erl(skel: Skeletons, seg: np.ndarray, g: _Grouped, merge_rule: MergeRule) -> ERLResult:
+    c = _classify(skel, seg, g, merge_rule)
+    n_skel = len(skel.skeleton_ids)
     total = skel.total_length
     lengths = skel.skeleton_lengths
-    skel_erl = np.divide(skel_sq, lengths, out=np.zeros(n_skel), where=lengths > 0)
+    skel_erl = np.divide(c.skel_sq, lengths, out=np.zeros(n_skel), where=lengths > 0)
     split_skel = np.zeros(n_skel, dtype=bool)
-    split_skel[skel.edge_skeleton[split]] = True
+    split_skel[skel.edge_skeleton[c.split]] = True
     return ERLResult(
-        erl=float(skel_sq.sum() / total) if total > 0 else 0.0,
+        erl=float(c.skel_sq.sum() / total) if total > 0 else 0.0,
         max_erl=max_erl(skel),
         total_length=total,
         skeleton_ids=skel.skeleton_ids,
         skeleton_lengths=lengths,
         skeleton_erl=skel_erl,
-        merged_skeletons=int(skel_merged.sum()),
-        merging_segments=int(seg_merging.sum()),
+        merged_skeletons=int(c.skel_merged.sum()),
+        merging_segments=int(c.seg_merging.sum()),
         split_skeletons=int(split_skel.sum()),
-        correct_edges=int(correct.sum()),
-        split_edges=int(split.sum()),
-        omitted_edges=int(omitted.sum()),
-        merged_edges=int(merged.sum()),
+        correct_edges=int(c.correct.sum()),
+        split_edges=int(c.split.sum()),
+        omitted_edges=int(c.omitted.sum()),
+        merged_edges=int(c.merged.sum()),
     )
 
 
@@ -484,6 +509,73 @@ def split_merge_counts(node_neurons: np.ndarray, node_segments: np.ndarray) -> t
     return _split_merge(_group(seg, node_skel, order, k))
 
 
+def skeleton_scores(skel: Skeletons, node_segments: np.ndarray, merge_rule: MergeRule = "segment",
+                    node_flags: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """One segmentation scored per skeleton: one row per neuron id (sorted), whose columns add up
+    to the global scores.
+
+    Columns: ``neuron_id``; ``n_nodes``, ``n_edges``; ``cable_length`` (nm, ``Σ = total_length``);
+    ``erl`` (the skeleton's own ERL, ``Σ_g c_g² / L_s``, nm); ``erl_contribution`` (nm,
+    ``Σ_g c_g² / L``: its share of the global ERL, ``Σ = erl``); ``n_splits`` (distinct non-zero
+    segments holding it − 1; ``Σ`` = :func:`split_merge_counts`' ``n_splits``); ``n_merges``
+    (merging segments in which another skeleton holds more nodes, ties to the lower neuron id: each
+    merging segment's ``k − 1`` merges go to all but its largest skeleton, so ``Σ = n_merges``);
+    ``in_merging_segments`` (merging
+    segments it has nodes in, whoever is largest); ``correct_edges``, ``split_edges``,
+    ``omitted_edges``, ``merged_edges`` (each ``Σ`` = the :class:`ERLResult` count);
+    ``background_nodes`` (nodes in segment 0); then one count column per entry of ``node_flags``
+    (name → ``(n,)`` bool array in node order: nodes flagged per skeleton, e.g. why a node has no
+    segment).
+    """
+    seg = _segments(node_segments, skel.n_nodes)
+    k = len(skel.skeleton_ids)
+    g = _group(seg, skel.node_skeleton, skel._order_by_skeleton, k)
+    c = _classify(skel, seg, g, merge_rule)
+    pair_skel = g.skel[g.pair_starts]
+    pair_seg = g.seg_run[g.pair_starts]
+    # the largest skeleton of each segment owns it; every other (segment, skeleton) pair is a merge
+    order = np.lexsort((np.arange(len(pair_seg)), -g.pair_counts, pair_seg))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pair_seg[order][1:] != pair_seg[order][:-1]
+    intruder = np.zeros(len(order), dtype=bool)
+    intruder[order] = ~first
+    total = skel.total_length
+    lengths = skel.skeleton_lengths
+
+    def per_edge(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(skel.edge_skeleton[mask], minlength=k)
+
+    nodes = np.bincount(skel.node_skeleton, minlength=k)
+    cols: dict[str, np.ndarray] = {
+        "neuron_id": np.asarray(skel.skeleton_ids),
+        "n_nodes": nodes,
+        "n_edges": np.bincount(skel.edge_skeleton, minlength=k),
+        "cable_length": np.asarray(lengths),
+        "erl": np.divide(c.skel_sq, lengths, out=np.zeros(k), where=lengths > 0),
+        "erl_contribution": c.skel_sq / total if total > 0 else np.zeros(k),
+        "n_splits": np.bincount(pair_skel, minlength=k) - (g.skel_counts > 0),
+        "n_merges": np.bincount(pair_skel[intruder], minlength=k),
+        "in_merging_segments": np.bincount(pair_skel[c.seg_merging[pair_seg]], minlength=k),
+        "correct_edges": per_edge(c.correct),
+        "split_edges": per_edge(c.split),
+        "omitted_edges": per_edge(c.omitted),
+        "merged_edges": per_edge(c.merged),
+        "background_nodes": nodes - g.skel_counts,
+    }
+    for name, flag in (node_flags or {}).items():
+        f = np.asarray(flag)
+        if f.shape != (skel.n_nodes,) or f.dtype != bool:
+            raise LsdgraphError(
+                f"skeleton_scores: node_flags[{name!r}] must be a bool array of one entry per skeleton node "
+                f"({skel.n_nodes}), got {f.dtype} {f.shape}"
+            )
+        if name in cols:
+            raise LsdgraphError(f"skeleton_scores: node_flags[{name!r}] would replace a score column; rename it")
+        cols[name] = np.bincount(skel.node_skeleton[f], minlength=k)
+    df = pd.DataFrame(cols)
+    return df.astype({c: np.int64 for c in df.columns if c not in ("cable_length", "erl", "erl_contribution")})
+
+
 def evaluate_thresholds(skel: Skeletons, node_segments_for: Callable[[float], np.ndarray],
                         thresholds: Sequence[float], names: Sequence[str] | None = None,
                         merge_rule: MergeRule = "segment") -> pd.DataFrame:
@@ -500,39 +592,17 @@ def evaluate_thresholds(skel: Skeletons, node_segments_for: Callable[[float], np
     ``merging_segments, split_skeletons, merged_edges, correct_edges``.
     Each threshold costs one stable sort of the skeleton nodes plus linear passes.
     """
-    thresholds = list(thresholds)
-    if names is None:
-        names = [format(float(t), "g") for t in thresholds]
-    else:
-        names = [str(x) for x in names]
-        if len(names) != len(thresholds):
-            raise LsdgraphError(
-                f"evaluate_thresholds: {len(names)} names for {len(thresholds)} thresholds; "
-                "give one name per threshold or none"
-            )
     n_skel = len(skel.skeleton_ids)
-    rows = []
-    for t, name in zip(thresholds, names, strict=True):
+
+    def scores(t: float) -> tuple[ERLResult, tuple[float, float], tuple[int, int]]:
         seg = _segments(node_segments_for(t), skel.n_nodes, f"node_segments_for({t!r})")
         g = _group(seg, skel.node_skeleton, skel._order_by_skeleton, n_skel)
-        erl = _erl(skel, seg, g, merge_rule)
-        voi_split, voi_merge = _voi(g)
-        n_splits, n_merges = _split_merge(g)
-        rows.append({
-            "threshold": float(t), "name": name,
-            "erl": erl.erl, "max_erl": erl.max_erl, "erl_fraction": erl.erl_fraction,
-            "voi_split": voi_split, "voi_merge": voi_merge, "voi_sum": voi_split + voi_merge,
-            "n_splits": n_splits, "n_merges": n_merges,
-            "merged_skeletons": erl.merged_skeletons, "split_edges": erl.split_edges,
-            "omitted_edges": erl.omitted_edges, "merging_segments": erl.merging_segments,
-            "split_skeletons": erl.split_skeletons, "merged_edges": erl.merged_edges,
-            "correct_edges": erl.correct_edges,
-        })
-    df = pd.DataFrame(rows, columns=_COLUMNS)
-    return df.astype({c: np.int64 for c in _INT_COLUMNS})
+        return _erl(skel, seg, g, merge_rule), _voi(g), _split_merge(g)
+
+    return threshold_table(thresholds, names, scores)
 
 
-_COLUMNS = [
+COLUMNS = [
     "threshold", "name", "erl", "max_erl", "erl_fraction", "voi_split", "voi_merge", "voi_sum",
     "n_splits", "n_merges", "merged_skeletons", "split_edges", "omitted_edges",
     "merging_segments", "split_skeletons", "merged_edges", "correct_edges",
@@ -541,14 +611,44 @@ _INT_COLUMNS = [
     "n_splits", "n_merges", "merged_skeletons", "split_edges", "omitted_edges",
     "merging_segments", "split_skeletons", "merged_edges", "correct_edges",
 ]
-_HIGHER_IS_BETTER = {"erl", "erl_fraction", "correct_edges"}
+
+
+def threshold_table(thresholds: Sequence[float], names: Sequence[str] | None,
+                    scores: Callable[[float], tuple[ERLResult, tuple[float, float], tuple[int, int]]]
+                    ) -> pd.DataFrame:
+    """The per-threshold table (:data:`COLUMNS`) from each threshold's ERL, (VOI split, merge) and
+    (splits, merges); ``names`` label the rows (default: the threshold formatted with ``g``)."""
+    thresholds = [float(t) for t in thresholds]
+    names = [format(t, "g") for t in thresholds] if names is None else [str(x) for x in names]
+    if len(names) != len(thresholds):
+        raise LsdgraphError(f"names=: {len(names)} names for {len(thresholds)} thresholds; give one name per "
+                            "threshold or none")
+    rows = []
+    for t, name in zip(thresholds, names, strict=True):
+        erl, (voi_split, voi_merge), (n_splits, n_merges) = scores(t)
+        rows.append({
+            "threshold": t, "name": name,
+            "erl": erl.erl, "max_erl": erl.max_erl, "erl_fraction": erl.erl_fraction,
+            "voi_split": voi_split, "voi_merge": voi_merge, "voi_sum": voi_split + voi_merge,
+            "n_splits": n_splits, "n_merges": n_merges,
+            "merged_skeletons": erl.merged_skeletons, "split_edges": erl.split_edges,
+            "omitted_edges": erl.omitted_edges, "merging_segments": erl.merging_segments,
+            "split_skeletons": erl.split_skeletons, "merged_edges": erl.merged_edges,
+            "correct_edges": erl.correct_edges,
+        })
+    return pd.DataFrame(rows, columns=COLUMNS).astype({c: np.int64 for c in _INT_COLUMNS})
+
+
+# also the unit-named columns of the evaluate job's files, so a table read back from them ranks the same
+_HIGHER_IS_BETTER = {"erl", "erl_fraction", "correct_edges", "erl_nm"}
 
 
 def best_threshold(df: pd.DataFrame, by: str = "erl", maximize: bool | None = None) -> pd.Series:
     """The row of ``evaluate_thresholds``' table that scores best on column ``by``.
 
-    ``erl``, ``erl_fraction`` and ``correct_edges`` are maximised, every other column (VOI,
-    counts) minimised, unless ``maximize`` says otherwise. Ties go to the first row; NaN never wins.
+    ``erl``, ``erl_fraction`` and ``correct_edges`` (and ``erl_nm``, as the evaluate job's files
+    name it) are maximised, every other column (VOI, counts) minimised, unless ``maximize`` says
+    otherwise. Ties go to the first row; NaN never wins.
     """
     if by not in df.columns:
         raise LsdgraphError(

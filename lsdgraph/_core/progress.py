@@ -5,6 +5,11 @@ import sys
 import time
 
 
+def count_of(unit: str):
+    """An ``amount`` for :class:`Progress` that prints a count: ``count_of("chunks")(1200)``."""
+    return lambda n: f"{n:,.0f} {unit}"
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -17,8 +22,9 @@ class Progress:
     """Call :meth:`update` as work advances; :meth:`close` ends the line."""
 
     def __init__(self, label: str, total_bytes: int, *, enabled: bool | None = None, stream=None,
-                 done_bytes: int = 0, amount=human_bytes):
+                 done_bytes: int = 0, amount=human_bytes, unit: str = "docs"):
         self.amount = amount  # how to print progress: bytes by default, or e.g. edges
+        self.unit = unit      # what the rate counts
         self.stream = stream or sys.stderr
         self.enabled = (self.stream.isatty() if enabled is None else enabled)
         self.label, self.total = label, max(total_bytes, 1)
@@ -43,7 +49,7 @@ class Progress:
         bar = "#" * int(frac * 24)
         self.stream.write(f"\r{self.label[:40]:<40} [{bar:<24}] {frac:6.1%} "
                           f"{self.amount(self.bytes)}/{self.amount(self.total)} "
-                          f"{self.docs / dt:,.0f} docs/s ETA {eta_s} ")
+                          f"{self.docs / dt:,.0f} {self.unit}/s ETA {eta_s} ")
         self.stream.flush()
 
     def close(self) -> None:

@@ -33,6 +33,11 @@ class Roi:
         b, e = np.asarray(self.begin), np.asarray(self.end)
         return np.all((zyx >= b) & (zyx < e), axis=1)
 
+    def intersects(self, other: Roi) -> bool:
+        """Whether the two half-open boxes share a point."""
+        return all(b1 < e2 and b2 < e1 for b1, e1, b2, e2 in
+                   zip(self.begin, self.end, other.begin, other.end, strict=True))
+
     def blocks(self, block_shape: Sequence[float]) -> Iterator[Roi]:
         """Tile this ROI with blocks of ``block_shape`` (the last ones clipped to the ROI)."""
         bs = _triple(block_shape, "block shape")
@@ -68,13 +73,13 @@ def parse_roi(text: str) -> Roi:
     """``"z0,y0,x0:z1,y1,x1"`` (begin:end, nm) → Roi."""
     parts = text.split(":")
     if len(parts) != 2:
-        raise LsdgraphError(f"--roi {text!r}: write it as z0,y0,x0:z1,y1,x1 (begin:end in nm)")
+        raise LsdgraphError(f"roi={text!r}: write it as z0,y0,x0:z1,y1,x1 (begin:end in nm)")
     try:
         begin, end = ([float(v) for v in p.split(",")] for p in parts)
     except ValueError:
-        raise LsdgraphError(f"--roi {text!r}: not numbers; write it as z0,y0,x0:z1,y1,x1 (nm)") from None
-    b = _triple(begin, f"--roi {text!r} begin")
-    e = _triple(end, f"--roi {text!r} end")
+        raise LsdgraphError(f"roi={text!r}: not numbers; write it as z0,y0,x0:z1,y1,x1 (nm)") from None
+    b = _triple(begin, f"roi={text!r} begin")
+    e = _triple(end, f"roi={text!r} end")
     return make_roi(b, tuple(ei - bi for bi, ei in zip(b, e, strict=True)))
 
 

@@ -94,21 +94,21 @@ DEFAULT_EDGE_POLICY = load()["roi"]["default_edge_policy"]
 DEFAULT_EDGES = load()["default_edges"]["name"]
 
 
-def choose_edges(available: Sequence[str], given: str | None, where: str, flag: str = "edges") -> str:
+def choose_edges(available: Sequence[str], given: str | None, where: str, param: str = "edges") -> str:
     """The edges collection (or file stem) a read uses: ``given`` when it is there; else the only
     one; else ``DEFAULT_EDGES`` when present; else a one-line error listing them."""
     found = sorted(available)
     shown = ", ".join(found) or "none"
     if given is not None:
         if given not in found:
-            raise LsdgraphError(f"no edges {given!r} in {where}; it has: {shown}")
+            raise LsdgraphError(f"{param}={given!r}: no such edges collection in {where}; it has: {shown}")
         return given
     if len(found) == 1:
         return found[0]
     if DEFAULT_EDGES in found:
         return DEFAULT_EDGES
     raise LsdgraphError(f"{where} has {len(found)} edges collections ({shown}) and none is {DEFAULT_EDGES}; "
-                        f"choose one with {flag}")
+                        f"choose one with {param}=NAME")
 
 
 LOCAL = {k: v for k, v in load()["local"].items() if k != "about"}

@@ -31,7 +31,7 @@ from lsdgraph._ingest.load import VERSION, IngestReport, Options, run
 from lsdgraph._ingest.local import run_local
 from lsdgraph._ingest.plan import default_db_name, nodes_for, plan, skip_reason
 from lsdgraph._io.sources import S3Options, list_files
-from lsdgraph._stores.api import Backend, connect
+from lsdgraph._stores.api import Backend, check_database_name, connect
 from lsdgraph._stores.mongo import Store
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
     if from_store is not None:  # a database of a local store: copied as it is
         store = store or connect(db)
         src = connect(from_store[0])
-        lines = copy_database(src, from_store[1], store, name or from_store[1], say=say)
+        lines = copy_database(src, from_store[1], store, name or from_store[1], say=say,
+                              progress=False if quiet else progress)
         if not store.local:
             ensure_daisy_meta(cast("Store", store), cast("Store", store).db(name or from_store[1]))
         return [IngestReport(f"{src.uri}/{from_store[1]}", line.split()[1], "copy", "complete") for line in lines
@@ -89,7 +90,7 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
     if not files:
         raise LsdgraphError(f"{source}: no .bson files there; list what is there with `lsdgraph ls`")
     store = store or connect(db)
-    name = name or default_db_name(source)
+    name = check_database_name(store, name or default_db_name(source))
     database = None if store.local else cast("Store", store).db(name)
     opts = Options(on_duplicate=on_duplicate, drop=drop, quiet=quiet, progress=progress, batch_docs=batch_docs,
                    chunk_bytes=chunk_bytes, wait=wait, say=say)
@@ -119,10 +120,10 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
                     failed_nodes.add(coll_name)
                 if isinstance(e, ServerLost):  # the next files would only wait for it too
                     reports.append(r)
-                    say(r.line())
+                    say(_line(r, reports))
                     raise
         reports.append(r)
-        say(r.line())
+        say(_line(r, reports))
     failed = [r for r in reports if r.status == "failed"]
     if database is None:  # the local store joins positions during the load; daisy does not read it
         lines = []
@@ -134,6 +135,13 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
         more = f" (and {len(failed) - 1} more failed files)" if len(failed) > 1 else ""
         raise LsdgraphError(f"{failed[0].error}{more}")
     return reports
+
+
+def _line(r: IngestReport, reports: list[IngestReport]) -> str:
+    """A file's line; the first failure is the error the command ends with, so it is said there."""
+    if r.status == "failed" and sum(x.status == "failed" for x in reports) == 1:
+        return f"{'FAILED':<15} {r.collection:<28} (the error below)"
+    return r.line()
 
 
 def _finish(store: Store, database: Db, source: str, failed: list, wait: float | None, say) -> list[str]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.progress import Progress, count_of
 from lsdgraph._core.roi import Roi, as_roi, mongo_filter
 from lsdgraph._stores.api import Backend
 from lsdgraph._stores.local import block_key
@@ -57,9 +58,11 @@ def _roi_filter(kind: schema.Kind, roi: Roi | None) -> dict | None:
 
 
 def _chunks(src: Backend, db: str, coll: str, kind: schema.Kind, filt: dict, spec: dict[str, str],
-            local: bool) -> Iterator[dict[str, tuple[str, np.ndarray]]]:
+            local: bool, bar: Progress) -> Iterator[dict[str, tuple[str, np.ndarray]]]:
     position = schema.EDGE_POSITIONS["u"] if kind.name in schema.EDGE_JOINS else kind.position
     for cols in src.batches(db, coll, filt, spec):
+        rows = len(next(iter(cols.values()))) if cols else 0
+        bar.update(rows, rows)
         out: dict[str, tuple[str, np.ndarray]] = {}
         for f, a in cols.items():
             if spec[f] == "uint64":
@@ -73,9 +76,10 @@ def _chunks(src: Backend, db: str, coll: str, kind: schema.Kind, filt: dict, spe
 
 
 def copy_database(src: Backend, db: str, dst: Backend, to_db: str, *, roi=None,
-                  say: Callable[[str], None] = lambda line: None) -> list[str]:
+                  say: Callable[[str], None] = lambda line: None, progress: bool | None = None) -> list[str]:
     """Copy database ``db`` of ``src`` into ``to_db`` of ``dst`` (replacing collections of the same
-    names); with ``roi``, the nodes inside it and the edges whose u is inside. One line per collection."""
+    names); with ``roi``, the nodes inside it and the edges whose u is inside. One line per
+    collection; a progress bar per collection on a terminal (``progress``: None = when stderr is one)."""
     roi = as_roi(roi)
     names = [n for n in src.collections(db) if n not in (schema.META, schema.DAISY_META)]
     if not names:
@@ -89,7 +93,11 @@ def copy_database(src: Backend, db: str, dst: Backend, to_db: str, *, roi=None,
             say(lines[-1])
             continue
         spec = _spec(src, db, coll, kind)
-        n = dst.replace(to_db, coll, _chunks(src, db, coll, kind, filt, spec, dst.local), index_kind(coll))
+        bar = Progress(f"copying {coll}", src.count(db, coll), enabled=progress, amount=count_of("docs"))
+        try:
+            n = dst.replace(to_db, coll, _chunks(src, db, coll, kind, filt, spec, dst.local, bar), index_kind(coll))
+        finally:
+            bar.close()
         rec = dict(src.record(db, coll) or {"kind": kind.name, "status": "complete"})
         rec.pop("_id", None)
         rec.pop("lease", None)

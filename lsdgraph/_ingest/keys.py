@@ -125,7 +125,7 @@ def key_clash_message(f: SourceFile, kind: schema.Kind):
             docs = f"documents with _id {id_a} and _id {id_b}"
         return (
             f"{f.url}: {docs} share {shown} with different content; fix the file, or pass "
-            "--on-duplicate skip to keep one of them"
+            "on_duplicate='skip' to keep one of them"
         )
 
     return message
@@ -191,7 +191,7 @@ def id_clash_message(f: SourceFile, row_index: int, row_offset: int, doc_id) -> 
     first = f"documents #{where[0][0]} (byte {where[0][1]}) and " if where else "a document already stored and "
     return (
         f"{f.url}: {first}#{row_index} (byte {row_offset}) share _id {doc_id!r} with different content; "
-        "fix the file, or pass --on-duplicate skip to keep the first"
+        "fix the file, or pass on_duplicate='skip' to keep the first"
     )
 
 

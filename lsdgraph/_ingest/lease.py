@@ -225,9 +225,9 @@ def acquire(store: Store, db: Db, collection: str, *, wait: float | None = None,
             waited = "" if not wait else f" after waiting {wait:g} s"
             raise LsdgraphError(f"{db.name}.{collection} is being loaded by {holder.who()} (heartbeat "
                                 f"{holder.age():.0f} s ago){waited}; rerun when it is done, or pass a "
-                                "longer --wait")
+                                "longer wait=")
         if told != holder.owner:
             say(f"{'waiting':<15} {collection:<28} for the load by {holder.who()} "
-                f"(heartbeat {holder.age():.0f} s ago; --wait 0 fails at once)")
+                f"(heartbeat {holder.age():.0f} s ago; wait=0 fails at once)")
             told = holder.owner
         time.sleep(poll if deadline is None else max(min(poll, deadline - time.monotonic()), 0.01))

@@ -184,7 +184,7 @@ def _decide(load: FileLoad, rec: dict) -> IngestReport:
     unfinished = status in ("loading", "failed") and not opts.drop
     if here and not opts.drop and not unfinished:
         raise LsdgraphError(f"{f.url}: collection {load.collection!r} already exists and was not loaded by "
-                            "lsdgraph (daisy?); pass --drop to replace it, or --name another database")
+                            "lsdgraph (daisy?); pass drop=True to replace it, or another name=")
     if unfinished and here and not staged and rec.get("phase") == "renaming":
         if rec.get("fingerprint") == f.fingerprint or _same_bytes(f, rec):
             # stopped between the rename and the last record update: all its documents are in
@@ -192,7 +192,7 @@ def _decide(load: FileLoad, rec: dict) -> IngestReport:
             report.notes.append("finished an interrupted load")
             return _complete(load)
         raise LsdgraphError(f"{f.url}: collection {load.collection!r} holds an earlier version of this file "
-                            "whose load was interrupted; pass --drop to replace it")
+                            "whose load was interrupted; pass drop=True to replace it")
     if unfinished and staged and rec.get("offset") is not None:
         prefix_keys = _prefix_keys(load, int(rec["offset"]), int(rec.get("crc32") or 0))
         if prefix_keys is not None:
@@ -210,7 +210,7 @@ def already_complete(f: SourceFile, rec: dict, collection: str, report: IngestRe
     if rec.get("fingerprint") != f.fingerprint and not _same_bytes(f, rec):
         raise LsdgraphError(f"{f.url}: collection {collection!r} already holds a complete load of "
                             f"{rec.get('source')} ({rec.get('size')} bytes) that differs from this file; "
-                            "pass --drop to replace it")
+                            "pass drop=True to replace it")
     report.status = "already-complete"
     report.documents, report.loaded = rec.get("documents", 0), rec.get("loaded", 0)
     report.duplicates = (rec.get("duplicates") or 0) + (rec.get("removed") or 0)

@@ -61,7 +61,7 @@ def run_local(store: LocalBackend, db: str, f: SourceFile, collection: str, kind
         if conflicts and opts.on_duplicate != "skip":
             a, b = conflicts[0]
             raise LsdgraphError(f"{f.url}: documents #{a} and #{b} share {load.key_name} with different "
-                                "content; fix the file, or pass --on-duplicate skip to keep the first")
+                                "content; fix the file, or pass on_duplicate='skip' to keep the first")
         if len(repeats):
             load.restart()
             load.stream(skip=repeats)
@@ -266,7 +266,9 @@ class _Load:
                     cols[name] = v
             fields = schema.EDGE_POSITIONS["u"] if self.joins else self.kind.position
             pos = [cols.get(p, np.full(len(docs), np.nan)) for p in fields]  # no nodes yet: refused at the end
-            cols[BLOCK_KEY] = block_key(pos[0], pos[1], pos[2], schema.LOCAL["block_size_nm"])
+            # a collection of no known kind has no position: one block, in file order
+            cols[BLOCK_KEY] = (block_key(pos[0], pos[1], pos[2], schema.LOCAL["block_size_nm"]) if pos
+                               else np.zeros(len(docs), np.uint64))
             if skip is None:
                 self.keys.append(self._keys(docs, cols))
                 self.digests.append(_digest(cols))

@@ -34,7 +34,7 @@ def read_columns(path: Path, kind: schema.Kind, fields: dict[str, str]) -> dict[
     try:
         stream = open(path, "rb")
     except OSError as e:
-        raise LsdgraphError(f"{path}: cannot open ({e.strerror}); check the --bson folder") from None
+        raise LsdgraphError(f"{path}: cannot open ({e.strerror}); check the folder (bson=)") from None
     with stream:
         for base, docs, err in bsonio.iter_docs(stream, kind.fields, chunk_bytes=32 << 20, max_docs=1 << 20):
             msg = validate.check(docs, kind, file=str(path), base_offset=base, first_index=n)
@@ -54,8 +54,11 @@ def read_columns(path: Path, kind: schema.Kind, fields: dict[str, str]) -> dict[
 def edges_file(folder: Path, edges: str | None) -> Path:
     """``folder/<edges>.bson`` (by default the edges file :func:`schema.choose_edges` picks), or a
     one-line error listing the edges files there."""
+    if not (folder / "nodes.bson").exists():
+        raise LsdgraphError(f"bson={str(folder)!r}: no nodes.bson there; point it at a RAG folder (nodes.bson + "
+                            "edges_*.bson)")
     found = [x.stem for x in folder.glob("edges*.bson")]
-    return folder / f"{schema.choose_edges(found, edges, str(folder), '--edges')}.bson"
+    return folder / f"{schema.choose_edges(found, edges, str(folder))}.bson"
 
 
 def read_rag(folder: str | Path, edges: str, roi=None) -> RagArrays:
@@ -63,7 +66,8 @@ def read_rag(folder: str | Path, edges: str, roi=None) -> RagArrays:
     whose ``u`` is inside (daisy's rule, as the database reads)."""
     folder = Path(folder)
     if not (folder / "nodes.bson").exists():
-        raise LsdgraphError(f"{folder}: no nodes.bson; point --bson at a RAG folder (nodes.bson + edges_*.bson)")
+        raise LsdgraphError(f"bson={str(folder)!r}: no nodes.bson there; point it at a RAG folder (nodes.bson + "
+                            "edges_*.bson)")
     nk, ek = schema.kind("rag_nodes"), schema.kind("rag_edges")
     nodes = read_columns(folder / "nodes.bson", nk, {"id": "uint64", **{f: "float64" for f in nk.position}})
     e = read_columns(edges_file(folder, edges), ek, {"u": "uint64", "v": "uint64", schema.SCORE: "float64"})

@@ -27,7 +27,7 @@ def listing(source: str, *, depth: int = 1, profile: str | None = None, endpoint
     """Lines describing ``source``: each folder (to ``depth``) with its total size and file count,
     the files directly at the shown levels (or every file with ``all_files``), and a grand total."""
     if depth < 0:
-        raise LsdgraphError(f"--depth {depth}: use 0 or more")
+        raise LsdgraphError(f"depth={depth}: use 0 or more")
     files = list_files(source, suffix=None, s3=S3Options(profile=profile, endpoint_url=endpoint_url))
     if not files:
         raise LsdgraphError(f"{source}: nothing there (no files under this prefix)")

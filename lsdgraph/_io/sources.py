@@ -120,7 +120,7 @@ def _s3_error(url: str, e: BaseException) -> LsdgraphError:
         code = e.response.get("Error", {}).get("Code", "")
         status = _status(e)
         if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
-            return LsdgraphError(f"{url}: access denied (403): the object is not public; pass --profile "
+            return LsdgraphError(f"{url}: access denied (403): the object is not public; pass profile=NAME "
                                  "or set AWS credentials in the environment if you have access")
         if code in ("NoSuchBucket",):
             return LsdgraphError(f"{url}: no such bucket; check the bucket name")
@@ -128,9 +128,9 @@ def _s3_error(url: str, e: BaseException) -> LsdgraphError:
             return LsdgraphError(f"{url}: no such key; list what is there with `lsdgraph ls`")
         return LsdgraphError(f"{url}: S3 error {code or status}: {e}")
     if isinstance(e, EndpointConnectionError):
-        return LsdgraphError(f"{url}: cannot reach the S3 endpoint ({e}); check --endpoint-url and the network")
+        return LsdgraphError(f"{url}: cannot reach the S3 endpoint ({e}); check endpoint_url= and the network")
     if isinstance(e, NoCredentialsError):
-        return LsdgraphError(f"{url}: no AWS credentials found; drop --profile for anonymous access to public buckets")
+        return LsdgraphError(f"{url}: no AWS credentials found; drop profile= for anonymous access to public buckets")
     return LsdgraphError(f"{url}: cannot read from S3: {e}")
 
 

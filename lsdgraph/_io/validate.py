@@ -126,6 +126,21 @@ def _non_finite(docs: bsonio.Docs, field: str) -> np.ndarray:
     return (docs.types[:, j] == T_DOUBLE) & ~np.isfinite(docs.values[:, j].view(np.float64))
 
 
+_T_REGEX = 11
+
+
+def _key_problem(docs: bsonio.Docs) -> Problem | None:
+    """MongoDB refuses an array or a regular expression as ``_id`` (and the local store follows it)."""
+    if "_id" not in docs.fields:
+        return None
+    t = docs.type_of("_id")
+    i = _first((t == bsonio.T_ARRAY) | (t == _T_REGEX))
+    if i is None:
+        return None
+    return i, f"has an `_id` that is {'an array' if t[i] == bsonio.T_ARRAY else 'a regular expression'}, which " \
+              "MongoDB refuses as a key"
+
+
 def _id_problem(docs: bsonio.Docs, kind: Kind, integers: tuple[str, ...]) -> Problem | None:
     rag = kind.name.startswith("rag_")
     for f in integers:
@@ -193,7 +208,7 @@ def check(docs: bsonio.Docs, kind: Kind, *, file: str, base_offset: int, first_i
         return None
     # in one document a misspelt name ranks first: it explains the field that then seems missing;
     # collections of kind "other" hold arbitrary fields, so no name is a near miss there
-    problems = [None if kind.name == "other" else _name_problem(docs, kind, base_offset),
+    problems = [_key_problem(docs), None if kind.name == "other" else _name_problem(docs, kind, base_offset),
                 _id_problem(docs, kind, integers or kind.integers)]
     problems += [_number_problem(docs, f, _NUMBERS, _POSITION_RULE, base_offset) for f in kind.numbers]
     problems += [_number_problem(docs, f, _NUMBERS_OR_NULL, _SCORE_RULE, base_offset)

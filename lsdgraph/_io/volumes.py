@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.progress import Progress, count_of
 from lsdgraph._io.sources import S3Options, is_s3, split_s3
 
 
@@ -119,9 +120,10 @@ class Volume:
         inside = np.all((v >= 0) & (v < np.asarray(self.shape)), axis=1)
         return v, inside
 
-    def sample(self, world_zyx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, world_zyx: np.ndarray, progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Values at world positions, reading each touched chunk once; returns (values, inside)
-        with values = fill where outside the array."""
+        with values = fill where outside the array. ``progress``: a bar on a terminal (None: when
+        stderr is one)."""
         v, inside = self.voxels(world_zyx)
         values = np.full(len(v), self.fill_value or 0, self.dtype)
         if not inside.any():
@@ -133,10 +135,16 @@ class Volume:
         order = np.argsort(key, kind="stable")
         key, where, cidx = key[order], where[order], cidx[order]
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        for s, e in zip(starts, np.r_[starts[1:], len(key)], strict=True):
-            block = self.chunk(cidx[s])
-            local = v[where[s:e]] - cidx[s] * c
-            values[where[s:e]] = block[tuple(local.T)]
+        bar = Progress(f"sampling {Path(self.url).name}", len(starts), enabled=progress, amount=count_of("chunks"),
+                       unit="points")
+        try:
+            for s, e in zip(starts, np.r_[starts[1:], len(key)], strict=True):
+                block = self.chunk(cidx[s])
+                local = v[where[s:e]] - cidx[s] * c
+                values[where[s:e]] = block[tuple(local.T)]
+                bar.update(1, int(e - s))
+        finally:
+            bar.close()
         return values, inside
 
     def blocks(self) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
@@ -155,6 +163,9 @@ def open_volume(url: str, *, s3: S3Options | None = None) -> Volume:
         root = Path(url).expanduser()
         if not root.exists():
             raise LsdgraphError(f"{url}: no such zarr array")
+        if not root.is_dir():
+            raise LsdgraphError(f"{url}: a file, not a zarr array; point at the array's folder (the one holding "
+                                ".zarray, e.g. .../volumes/fragments)")
         if (root / "attributes.json").exists() and not (root / ".zarray").exists():
             raise LsdgraphError(f"{url}: an n5 dataset (xyz); only zarr (zyx) volumes are read here")
         get = _local_getter(root)

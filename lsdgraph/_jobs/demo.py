@@ -14,6 +14,7 @@ from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.roi import Roi
 from lsdgraph._ingest import ingest
 from lsdgraph._jobs.evaluate import evaluate
+from lsdgraph._jobs.report import with_units
 from lsdgraph._jobs.results import write_lut_documents
 from lsdgraph._jobs.segment import segment
 from lsdgraph._query.rag import open_rag, open_skeletons
@@ -81,19 +82,23 @@ def demo(out: str | Path = "lsdgraph-demo", *, db: str | None = None, name: str 
     step("evaluate")
     say(f"5. evaluated {len(ev.table)} thresholds against the skeletons: best ERL at t = {best['name']} "
         f"({best['erl'] / 1000:.2f} µm, {best['erl_fraction']:.0%} of perfect; VOI split {best['voi_split']:.2f}, "
-        f"merge {best['voi_merge']:.2f}); its LUT is in {name}.{schema.LUT_PREFIX}{edges} ({n:,} documents)")
+        f"merge {best['voi_merge']:.2f}), best VOI at t = {ev.best_voi['name']} (VOI sum "
+        f"{ev.best_voi['voi_sum']:.2f} bits); the best-ERL LUT is in {name}.{schema.LUT_PREFIX}{edges} "
+        f"({n:,} documents)")
 
     summary = {"database": {"uri": store.uri, "name": name, "collections": counts},
                "data": str(data.out), "roi": str(centre), "roi_nodes": g.number_of_nodes(),
                "roi_edges": g.number_of_edges(), "fragments": len(seg.tree),
-               "best": {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()},
+               "best": _plain(best), "best_voi": _plain(ev.best_voi),
                "files": {k: str(v) for k, v in ev.paths.items()}, "seconds": steps}
     (report / "summary.json").write_text(json.dumps(summary, indent=1))
     seg.summary.to_csv(report / f"segments_{edges}.csv", index=False)
     (report / "README.txt").write_text(
         "lsdgraph demo report\n\n"
         + ev.paths["txt"].read_text()
-        + f"\nfiles:\n  plot        {ev.paths['png'].name}\n  table       {ev.paths['csv'].name} (.json)\n"
+        + f"\nfiles:\n  plot        {ev.paths['png'].name} (.svg)\n  table       {ev.paths['csv'].name} (.json)\n"
+          f"  bests       {ev.paths['best'].name} (best ERL and best VOI)\n"
+          f"  per neuron  {ev.paths['neurons'].name} (at the best-ERL threshold)\n"
           f"  segments    segments_{edges}.csv (segments per threshold)\n"
           f"  summary     summary.json\n  merge tree  {seg.tree_path}\n  LUTs        {seg.lut_paths[0].parent}\n"
         + "\nseconds per step: " + ", ".join(f"{k} {v}" for k, v in steps.items()) + "\n")
@@ -103,6 +108,11 @@ def demo(out: str | Path = "lsdgraph-demo", *, db: str | None = None, name: str 
         for line in follow_ups(db, name, edges, str(Path(str(data.fragments_path)).resolve()), centre):
             say(line)
     return summary
+
+
+def _plain(row) -> dict:
+    """A table row as JSON-ready values, keyed as in the evaluation files (units in the names)."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in with_units(row).items()}
 
 
 def follow_ups(db: str, name: str, edges: str, fragments: str, roi: Roi) -> list[str]:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lsdgraph._core import schema
+from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._ingest.lease import state as load_state
 from lsdgraph._query.rag import Rag, database
 from lsdgraph._stores.api import connect
@@ -13,6 +14,8 @@ from lsdgraph._stores.api import connect
 
 def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int = 10) -> dict:
     """A JSON-able description of database ``name``."""
+    if not isinstance(bins, int) or bins < 1:
+        raise LsdgraphError(f"bins={bins!r}: use 1 or more histogram bins")
     store = connect(uri)
     db = database(store, name)
     inventory = store.inventory(db)
@@ -31,8 +34,12 @@ def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int 
     colls += [_collection(n, rec, 0, []) for n, rec in sorted(meta.items())
               if n not in described and rec.get("status") not in (None, "complete")]
     info: dict[str, Any] = {"database": name, "server": store.uri, "collections": colls}
+    all_edges = [c["name"] for c in colls if c["kind"] == "rag_edges"]
+    if edges is not None and edges not in all_edges:
+        raise LsdgraphError(f"edges={edges!r}: no such edges collection in database {name!r}; it has: "
+                            f"{', '.join(all_edges) or 'none'}")
     if "nodes" in names:
-        edge_names = [c["name"] for c in colls if c["kind"] == "rag_edges" and (edges is None or c["name"] == edges)]
+        edge_names = [e for e in all_edges if edges is None or e == edges]
         rag = Rag(store, db, "nodes", edge_names[0] if edge_names else "")
         box = rag.bbox()
         info["bbox"] = None if box is None else {"begin": list(box.begin), "end": list(box.end)}

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.ids import IdIndex
+from lsdgraph._core.paths import output_folder
+from lsdgraph._core.progress import Progress, count_of
+from lsdgraph._io.sources import is_s3
 from lsdgraph._io.volumes import create_volume, open_volume, overlap, write_chunk
 
 
@@ -18,7 +22,7 @@ def _check_out(fragments: str, out: str) -> None:
     overwrite the chunks being read."""
     how = overlap(str(fragments), str(out))
     if how:
-        raise LsdgraphError(f"--out {out} {how} the input volume {fragments}; choose an --out outside "
+        raise LsdgraphError(f"out={out} {how} the input volume {fragments}; choose an out= outside "
                             "the input volume (a sibling array in the same zarr container is fine)")
 
 
@@ -27,6 +31,8 @@ def relabel(fragments: str, lut: str, out: str, *, s3=None, quiet: bool = False)
     zarr volume with the same geometry. Ids missing from the LUT (e.g. 0) are kept."""
     src = open_volume(fragments, s3=s3)  # reads metadata only: a bad input is named as such first
     _check_out(fragments, out)
+    if not is_s3(str(out)):
+        output_folder(out, create=False)
     if not np.issubdtype(src.dtype, np.integer):
         raise LsdgraphError(f"{fragments}: dtype {src.dtype} is not an integer fragment-id volume")
     keys, values = agglomerate.read_lut(lut)
@@ -38,14 +44,20 @@ def relabel(fragments: str, lut: str, out: str, *, s3=None, quiet: bool = False)
                         attrs={"lsdgraph_lut": str(lut), "lsdgraph_fragments": str(fragments)})
     mapped = 0
     t0 = time.perf_counter()
-    for idx, slices in src.blocks():
-        block = src.read([s.start for s in slices], [s.stop for s in slices]).astype(np.uint64, copy=False)
-        flat = block.ravel()
-        i = index.lookup(flat)
-        hit = i >= 0
-        flat = np.where(hit, values[i], flat)
-        mapped += int(hit.sum())
-        write_chunk(dst, idx, flat.reshape(block.shape))
+    bar = Progress(f"relabelling {Path(str(out)).name}", int(np.prod(src.grid)), enabled=False if quiet else None,
+                   amount=count_of("chunks"), unit="voxels")
+    try:
+        for idx, slices in src.blocks():
+            block = src.read([s.start for s in slices], [s.stop for s in slices]).astype(np.uint64, copy=False)
+            flat = block.ravel()
+            i = index.lookup(flat)
+            hit = i >= 0
+            flat = np.where(hit, values[i], flat)
+            mapped += int(hit.sum())
+            write_chunk(dst, idx, flat.reshape(block.shape))
+            bar.update(1, flat.size)
+    finally:
+        bar.close()
     if not quiet:
         print(f"relabelled {int(np.prod(src.shape)):,} voxels ({mapped:,} mapped) into {out} in "
               f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)

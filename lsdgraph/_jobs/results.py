@@ -9,6 +9,7 @@ import numpy as np
 
 from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._core import schema
+from lsdgraph._core.progress import Progress, count_of
 from lsdgraph._core.roi import as_roi
 from lsdgraph._stores.api import Backend
 
@@ -24,22 +25,28 @@ def write_tree_documents(store: Backend, db: str, edges: str, tree: agglomerate.
 
 
 def write_lut_documents(store: Backend, db: str, edges: str, tree: agglomerate.MergeTree, thresholds,
-                        roi=None) -> int:
+                        roi=None, progress: bool | None = None) -> int:
     """LUTs: ``{threshold, fragment, segment}`` for every fragment that is not its own segment at
     that threshold (a fragment without a document at t is a segment by itself), indexed by
     (threshold, fragment) and (threshold, segment). Replaces what a previous run wrote; the run's
     thresholds and ROI are recorded in ``lsdgraph_meta``."""
     name = schema.LUT_PREFIX + edges
     frag64 = tree.fragments.view(np.int64)
+    values = np.asarray(thresholds, float).tolist()
+    bar = Progress(f"writing {name}", len(values), enabled=progress, amount=count_of("thresholds"))
 
     def chunks() -> Iterator[dict]:
-        for t in np.asarray(thresholds, float).tolist():  # by threshold, then fragment: the index order
+        for t in values:  # by threshold, then fragment: the index order
             seg = tree.cut(t)
             moved = np.flatnonzero(seg != tree.fragments)
             yield {"threshold": ("double", np.full(len(moved), t)), "fragment": ("int64", frag64[moved]),
                    "segment": ("int64", seg[moved].view(np.int64))}
+            bar.update(1, len(moved))
 
-    total = store.replace(db, name, chunks(), "lut")
+    try:
+        total = store.replace(db, name, chunks(), "lut")
+    finally:
+        bar.close()
     store.put_record(db, name, {"kind": "lut", "edges": edges, "thresholds": list(map(float, thresholds)),
                                 "roi": str(as_roi(roi)), "fragments": len(tree), "documents": total,
                                 "status": "complete"})

@@ -1,6 +1,9 @@
 """The merge tree of a RAG for the jobs: read the RAG (from MongoDB or its dump files), build the
 tree, save it next to the outputs and reuse it when a rerun has the same inputs (a digest of the
-ingest records or the files' sizes and dates, and the ROI)."""
+ingest records or the files' sizes and dates, the ROI and the mode). ``like_lab=True`` builds the
+lab pipeline's tree (null scores merge at every threshold) under its own file name and key, so a
+lab tree is never reused as a default one or the other way round, and writes no tree documents
+(the store's always hold lsdgraph's default tree)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lsdgraph._algorithms import lab
 from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.paths import output_folder
 from lsdgraph._core.progress import Progress
 from lsdgraph._core.roi import as_roi
 from lsdgraph._io import dumps
@@ -42,10 +47,15 @@ def _file_inputs(folder: Path, edges: str) -> dict:
     return out
 
 
-def load_tree(out: Path, edges: str, key: str) -> agglomerate.MergeTree | None:
+def tree_stem(edges: str, like_lab: bool = False) -> str:
+    """The tree's file name without suffix: ``merge_tree_<edges>`` (``…_like_lab`` for the lab's)."""
+    return f"merge_tree_{edges}_like_lab" if like_lab else f"merge_tree_{edges}"
+
+
+def load_tree(out: Path, edges: str, key: str, like_lab: bool = False) -> agglomerate.MergeTree | None:
     """The tree a previous run saved for the same inputs, if any."""
-    side = out / f"merge_tree_{edges}.json"
-    path = out / f"merge_tree_{edges}.npz"
+    side = out / f"{tree_stem(edges, like_lab)}.json"
+    path = out / f"{tree_stem(edges, like_lab)}.npz"
     if side.exists() and path.exists():
         try:
             if json.loads(side.read_text()).get("key") == key:
@@ -55,9 +65,10 @@ def load_tree(out: Path, edges: str, key: str) -> agglomerate.MergeTree | None:
     return None
 
 
-def save_tree(tree: agglomerate.MergeTree, out: Path, edges: str, key: str, inputs: dict) -> Path:
-    path = tree.save(out / f"merge_tree_{edges}.npz")
-    (out / f"merge_tree_{edges}.json").write_text(json.dumps(
+def save_tree(tree: agglomerate.MergeTree, out: Path, edges: str, key: str, inputs: dict,
+              like_lab: bool = False) -> Path:
+    path = tree.save(out / f"{tree_stem(edges, like_lab)}.npz")
+    (out / f"{tree_stem(edges, like_lab)}.json").write_text(json.dumps(
         {"key": key, "inputs": inputs, "fragments": len(tree), "bytes": tree.nbytes,
          "report": tree.report.__dict__}, indent=1, default=str))
     return path
@@ -70,20 +81,21 @@ def edges_name(*, store: Backend | None = None, db: str | None = None, name: str
     if bson is not None:
         folder = Path(bson)
         if not folder.is_dir():
-            raise LsdgraphError(f"--bson {bson}: not a folder; point it at a RAG folder (nodes.bson + edges_*.bson)")
+            raise LsdgraphError(f"bson={bson!r}: not a folder; point it at a RAG folder (nodes.bson + edges_*.bson)")
         return dumps.edges_file(folder, edges).stem
     return open_rag(db, name, edges=edges, store=store).edges_name
 
 
 def build_tree(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
                edges: str | None = None, bson: str | None = None, roi=None, out: str | Path,
-               log=None, progress: bool | None = False) -> tuple[agglomerate.MergeTree, Path, bool, dict]:
+               log=None, progress: bool | None = False,
+               like_lab: bool = False) -> tuple[agglomerate.MergeTree, Path, bool, dict]:
     """The merge tree for a RAG, reused from ``out`` when the inputs are unchanged.
+    ``like_lab``: null scores merge at every threshold, as in the lab's pipeline.
 
     Returns (tree, path, reused, timings)."""
     log = log or (lambda *_: None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out, create=False)  # made once the inputs are known to be good
     roi = as_roi(roi)
     t0 = time.perf_counter()
     edges = edges_name(store=store, db=db, name=name, edges=edges, bson=bson)
@@ -93,12 +105,18 @@ def build_tree(*, store: Backend | None = None, db: str | None = None, name: str
         rag = None
     else:
         rag = open_rag(db, name, edges=edges, store=store)
+        why = rag.why_empty(roi) if roi is not None else None
+        if why:
+            raise LsdgraphError(f"nothing to agglomerate: {why}")
         inputs = {**_db_inputs(rag), "roi": str(roi)}
+    if like_lab:  # only then: the default key stays what earlier runs saved
+        inputs["nulls"] = "merge at every threshold (like_lab)"
     key = _digest(inputs)
-    tree = load_tree(out, edges, key)
+    tree = load_tree(out, edges, key, like_lab)
     if tree is not None:
-        log(f"reusing the merge tree in {out} (same inputs)")
-        return tree, out / f"merge_tree_{edges}.npz", True, {"read": 0.0, "tree": time.perf_counter() - t0}
+        log(f"reusing the {'lab ' if like_lab else ''}merge tree in {out} (same inputs)")
+        return (tree, out / f"{tree_stem(edges, like_lab)}.npz", True,
+                {"read": 0.0, "tree": time.perf_counter() - t0})
     if rag is None:
         arrays = dumps.read_rag(folder, edges, roi)
         ids, u, v, s = arrays.ids, arrays.u, arrays.v, arrays.scores
@@ -106,15 +124,24 @@ def build_tree(*, store: Backend | None = None, db: str | None = None, name: str
         ids, _ = rag.node_arrays(roi)
         u, v, s = _read_edges(rag, roi, progress)
     t1 = time.perf_counter()
+    if not len(ids):
+        where = f"in roi {roi}" if roi is not None else "in the RAG"
+        raise LsdgraphError(f"no fragments {where}: nothing to agglomerate")
     log(f"read {len(ids):,} fragments and {len(u):,} edges in {t1 - t0:.1f} s")
-    tree = agglomerate.build_merge_tree(ids, u, v, s)
+    if like_lab:
+        n_null = int(np.count_nonzero(np.isnan(s)))
+        tree = lab.build_lab_merge_tree(ids, u, v, s)
+    else:
+        tree = agglomerate.build_merge_tree(ids, u, v, s)
     del u, v, s
-    path = save_tree(tree, out, edges, key, inputs)
+    path = save_tree(tree, output_folder(out), edges, key, inputs, like_lab)
     t2 = time.perf_counter()
     r = tree.report
+    nulls = (f"{n_null:,} null scores merged at every threshold (like_lab)" if like_lab
+             else f"{r.n_null_scores:,} null scores")
     log(f"merge tree of {len(tree):,} fragments in {t2 - t1:.2f} s ({r.n_unknown_endpoint:,} edges with an "
-        f"unknown endpoint dropped, {r.n_null_scores:,} null scores, {r.n_self_loops:,} self loops)")
-    if rag is not None:
+        f"unknown endpoint dropped, {nulls}, {r.n_self_loops:,} self loops)")
+    if rag is not None and not like_lab:
         write_tree_documents(rag.store, rag.db, edges, tree)
     return tree, path, False, {"read": t1 - t0, "tree": t2 - t1}
 

@@ -40,11 +40,11 @@ _SKEL_EDGES = schema.kind("skeleton_edges")
 def database(store: Backend, name: str | None) -> str:
     """``name`` when the store holds that database, or a one-line error listing the ones it holds."""
     if not name:
-        raise LsdgraphError("no database name: pass --name (the name given to `lsdgraph ingest`)")
+        raise LsdgraphError("no database name: pass name= (the name the data was ingested under)")
     names = store.databases()
     if names is not None and name not in names:
         raise LsdgraphError(f"no database {name!r} at {store.uri} (databases: {', '.join(names) or 'none'}); "
-                            "load one with `lsdgraph ingest SOURCE --name NAME`")
+                            "ingest it first, or check name=")
     return name
 
 
@@ -155,7 +155,7 @@ class Rag:
         rng = self.score_range()
         if rng is None:
             raise LsdgraphError(f"{self.edges_name} has no merge scores at all (every score is null), "
-                                "so no edge passes a threshold; read without --max-score")
+                                "so no edge passes a threshold; read without max_score=")
         lo = 0.0 if rng[0] >= 0 else rng[0]
         hi = 1.0 if rng[1] <= 1 else rng[1]
         if not lo <= t <= hi:
@@ -348,6 +348,15 @@ class Rag:
         begin = tuple(float(b) for b in lo)
         return Roi(begin, tuple(_cover(b, float(h)) for b, h in zip(begin, hi, strict=True)))
 
+    def why_empty(self, roi) -> str | None:
+        """Why a read of ``roi`` finds no node, when the reason is that it misses the data."""
+        roi, box = as_roi(roi), self.bbox()
+        if box is None:
+            return f"{self.db}.{self.nodes_name} holds no nodes"
+        if roi is not None and not roi.intersects(box):
+            return f"roi {roi} lies outside the nodes' bounding box {box} (nm, zyx)"
+        return None
+
     def read_skeletons(self, roi=None, neuron_ids=None, prefix: str | None = None) -> nx.Graph:
         """Skeletons stored in the same database (see :class:`SkeletonSet`)."""
         return SkeletonSet.open(self.store, self.db, prefix).read(roi, neuron_ids)
@@ -397,17 +406,18 @@ class SkeletonSet:
         names = store.collections(db)
         found = sorted(n[: -len(".nodes")] for n in names if schema.kind_of(n).name == "skeleton_nodes")
         if prefix is None:
-            if len(found) != 1:
-                raise LsdgraphError(
-                    f"database {db!r} holds {len(found)} skeleton sets "
-                    f"({', '.join(found) or 'none'}); choose one with --skeletons PREFIX"
-                )
+            if not found:
+                raise LsdgraphError(f"database {db!r} holds no skeletons; name the database you ingested them into "
+                                    "with skeletons_name=DB")
+            if len(found) > 1:
+                raise LsdgraphError(f"database {db!r} holds {len(found)} skeleton sets ({', '.join(found)}); choose "
+                                    "one with skeletons=PREFIX")
             prefix = found[0]
         if f"{prefix}.nodes" not in names or f"{prefix}.edges" not in names:
             raise LsdgraphError(
-                f"database {db!r} has no skeletons {prefix}.nodes/{prefix}.edges "
-                f"(skeleton sets: {', '.join(found) or 'none'}); ingest them first"
-            )
+                f"skeletons={prefix!r}: database {db!r} has no {prefix}.nodes/{prefix}.edges "
+                f"(skeleton sets: {', '.join(found) or 'none'}); ingest them first, or name their database with "
+                "skeletons_name=DB")
         return cls(store, db, prefix)
 
     @property
@@ -457,6 +467,12 @@ class SkeletonSet:
         edges = self.store.read(self.db, ecoll, efilt, {a: "int64", b: "int64"}, role=erole)
         known = IdIndex(nodes["id"], sort=False)
         keep = known.contains(edges[a]) & known.contains(edges[b])
+        if neuron_ids is not None:  # an empty or short answer says why
+            asked = np.unique(np.asarray(neuron_ids, np.int64).ravel())
+            missing = np.setdiff1d(asked, nodes["neuron_id"])
+            if len(missing) and roi is None:
+                warnings.warn(f"neuron_ids: {', '.join(map(str, missing[:10].tolist()))}"
+                              f"{' …' if len(missing) > 10 else ''} not in {self.db}.{self.nodes_name}", stacklevel=2)
         return pd.DataFrame(nodes), pd.DataFrame({"u": edges[a][keep], "v": edges[b][keep]})
 
     def explain(self, roi=None, neuron_ids=None) -> list[dict]:
@@ -526,7 +542,7 @@ def open_rag(
     edge_names = [n for n in names if schema.kind_of(n).name == "rag_edges"]
     if edges is not None and edges in names:  # any collection may be read as edges when named
         return Rag(store, db, nodes, edges)
-    return Rag(store, db, nodes, schema.choose_edges(edge_names, edges, f"database {name!r}", "edges="))
+    return Rag(store, db, nodes, schema.choose_edges(edge_names, edges, f"database {name!r}"))
 
 
 def open_skeletons(

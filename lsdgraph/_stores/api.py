@@ -76,8 +76,28 @@ def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Backend
 
         return LocalBackend.open(uri)
     if "://" not in uri:
-        raise LsdgraphError(f"--db {redact_uri(uri)}: not a store; write mongodb://{redact_uri(uri)} for a MongoDB "
+        raise LsdgraphError(f"db={redact_uri(uri)}: not a store; write mongodb://{redact_uri(uri)} for a MongoDB "
                             "server, or a path such as ./lsdgraph-data for the local store (no server)")
     from lsdgraph._stores.mongo import connect as connect_mongo
 
     return connect_mongo(uri, timeout_ms=timeout_ms)
+
+
+_MONGO_BAD = set('/\\. "$\0')
+
+
+def check_database_name(store: Backend, name: str, param: str = "name") -> str:
+    """``name`` when the store can hold a database of that name, else one line saying why (MongoDB
+    refuses ``/\\. "$``, NUL and names of 64 bytes or more; the local store a path)."""
+    if store.local:
+        from lsdgraph._stores.local import check_name
+
+        return check_name(name, "database")
+    bad = sorted(_MONGO_BAD & set(name or ""))
+    if not name or bad or len(name.encode()) >= 64:
+        why = ("is empty" if not name else f"holds {' '.join(repr(c) for c in bad)}" if bad
+               else "is 64 bytes or longer")
+        raise LsdgraphError(f"{param}={name!r}: a MongoDB database name that {why}; give a plain name such as "
+                            "'hemi_roi1'")
+    return name
+

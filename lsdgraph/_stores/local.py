@@ -91,7 +91,7 @@ def local_root(uri: str | os.PathLike) -> Path:
     return Path(os.path.abspath(os.path.expanduser(text)))
 
 
-def _check_name(name: object, what: str) -> str:
+def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name:
         problem = "is empty" if isinstance(name, str) else "is not a string"
     elif "/" in name or "\\" in name or "\0" in name:
@@ -123,10 +123,10 @@ class LocalStore:
     # -- paths and names ------------------------------------------------------------------------
 
     def _db(self, db: str) -> Path:
-        return self.root / _check_name(db, "database")
+        return self.root / check_name(db, "database")
 
     def _link(self, db: str, coll: str) -> Path:
-        return self._db(db) / _check_name(coll, "collection")
+        return self._db(db) / check_name(coll, "collection")
 
     def _entries(self, folder: Path, coll: str) -> list[Path]:
         """``<coll>.<uuid>`` entries of a dot-folder (versions or staging) of one collection."""
@@ -140,7 +140,7 @@ class LocalStore:
         if coll is None or not self._db(db).is_dir():
             dbs = self.databases()
             there = f"databases there: {', '.join(dbs)}" if dbs else "it holds no databases yet"
-            return LsdgraphError(f"database {db!r} not found in {self.root}; {there} (check --name, or ingest first)")
+            return LsdgraphError(f"database {db!r} not found in {self.root}; {there} (check name=, or ingest it first)")
         colls = self.collections(db)
         there = f"collections there: {', '.join(colls)}" if colls else "it holds no collections yet"
         return LsdgraphError(f"collection {coll!r} not found in {self.root / db}; {there} (check the name, "
@@ -245,7 +245,7 @@ class LocalStore:
     # -- records --------------------------------------------------------------------------------
 
     def _record_path(self, db: str, coll: str) -> Path:
-        return self._db(db) / ".meta" / f"{_check_name(coll, 'collection')}.json"
+        return self._db(db) / ".meta" / f"{check_name(coll, 'collection')}.json"
 
     def record(self, db: str, coll: str) -> dict | None:
         """The collection's record, or None."""
@@ -283,7 +283,7 @@ class LocalStore:
     def lock(self, db: str, coll: str, *, wait: float | None = None) -> CollectionLock:
         """The collection's writer lock, as a context manager: ``wait=None`` blocks until it is free,
         ``0`` fails at once (naming the holder's pid and host), ``s`` fails after ``s`` seconds."""
-        _check_name(coll, "collection")
+        check_name(coll, "collection")
         return CollectionLock(self._db(db) / ".locks" / f"{coll}.lock", f"{db}.{coll} in {self.root}", wait)
 
     def writer(self, db: str, coll: str, schema: pa.Schema, *, cluster_by: str | None = None,

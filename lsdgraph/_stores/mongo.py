@@ -398,7 +398,7 @@ def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:
             client = _mock_clients[uri] = mongomock.MongoClient()
         return Store(cast("Client", client), shown, True)
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise LsdgraphError(f"--db {shown}: not a MongoDB URI; use mongodb://host:port, or a path such as "
+        raise LsdgraphError(f"db={shown}: not a MongoDB URI; use mongodb://host:port, or a path such as "
                             "./lsdgraph-data for the local store (no server)")
     import pymongo
 
@@ -410,7 +410,7 @@ def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:
             client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout)
         client.admin.command("ping")
     except (perr.ConfigurationError, perr.InvalidURI, ValueError, TypeError, UserWarning) as e:
-        raise LsdgraphError(f"--db {shown}: not a usable MongoDB URI ({e}); write it as "
+        raise LsdgraphError(f"db={shown}: not a usable MongoDB URI ({e}); write it as "
                             "mongodb://[user:password@]host:port/ with the password percent-escaped") from None
     except perr.OperationFailure as e:
         raise LsdgraphError(f"MongoDB at {shown} refused us: {e.details.get('errmsg', e) if e.details else e}; "
@@ -418,5 +418,5 @@ def connect(uri: str | None = None, *, timeout_ms: int | None = None) -> Store:
     except perr.PyMongoError as e:
         raise LsdgraphError(f"cannot reach MongoDB at {shown} ({type(e).__name__}); start one with "
                             "`docker compose up -d` (see README) or set LSDGRAPH_MONGO_URI; without a server, "
-                            "use the local store: --db ./lsdgraph-data") from None
+                            "use the local store: db=./lsdgraph-data") from None
     return Store(client, shown, False)

@@ -83,7 +83,7 @@ def _check_args(out, dataset, size, seed, fragments, merge_functions, network, b
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise LsdgraphError(f"seed {seed!r}: use a non-negative integer")
     if fragments and size == "large":
-        raise LsdgraphError("--fragments with size 'large': the voxel volume would be hundreds of GB; "
+        raise LsdgraphError("fragments=True with size='large': the voxel volume would be hundreds of GB; "
                             "use medium or smaller for a fragments zarr")
     if not merge_functions:
         raise LsdgraphError("merge functions: give at least one (e.g. hist_quant_75)")

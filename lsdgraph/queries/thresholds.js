@@ -1,7 +1,8 @@
 // Merge-score statistics of an edges collection: histogram, nulls, and edges with merge_score <= t —
 // the same numbers as lsdgraph.open_rag(...).threshold_stats(thresholds, bins).
-//   mongosh "$URI/hemi_roi1" --quiet --eval 'var thresholds = [0.1, 0.5, 0.9], bins = 20' --file queries/thresholds.js
-// Parameters: thresholds (list), bins (default 20), edges (collection).
+//   mongosh "$URI" --quiet --eval 'var thresholds = [0.1, 0.5, 0.9], bins = 20' --file thresholds.js
+// Parameters: thresholds (list), bins (default 20), edges (collection; default: the only edges_* one, else
+// edges_hist_quant_75), pretty.
 load(require('path').join(__dirname, 'lib.js'));
 
 const coll = edgesCollection(param('edges'));
@@ -12,6 +13,7 @@ const range = scoreRange(coll);
 const total = coll.estimatedDocumentCount();
 const out = { edges_collection: coll.getName(), edges: total };
 if (!range) {
+  note(total ? `every merge score of ${coll.getName()} is null (${total} edges): no histogram` : `${coll.getName()} holds no edges`);
   Object.assign(out, { scored: 0, nulls: total, histogram: [], counts: [] });
 } else {
   const [min, max] = range;

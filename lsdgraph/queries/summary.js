@@ -1,6 +1,7 @@
-// What a database holds: collections with kind, count, indexes and load status; RAG bounding box and
-// merge-score range. The mongo-shell face of `lsdgraph info`.
-//   mongosh "$URI/hemi_roi1" --quiet --file queries/summary.js
+// What a database holds, as `lsdgraph info`: collections with kind, count, indexes and load status; RAG
+// bounding box and merge-score range.
+//   mongosh "$URI" --quiet --file summary.js
+// Parameters: pretty.
 load(require('path').join(__dirname, 'lib.js'));
 
 const meta = db.getCollection(SCHEMA.collections.meta);

@@ -1,7 +1,8 @@
 // One or more ground-truth skeletons by neuron id: nodes (id, neuron_id, z, y, x) and the edges between
 // them — the same read as lsdgraph.open_skeletons(...).arrays(neuron_ids=...).
-//   mongosh "$URI/zebrafinch_gt" --quiet --eval 'var neuronId = 12' --file queries/skeleton.js
-// Parameters: neuronId (number or list), prefix (collections <prefix>.nodes/.edges; default: the only set).
+//   mongosh "$URI" --quiet --eval 'var neuronId = 12' --file skeleton.js
+// Parameters: neuronId (number or list), prefix (collections <prefix>.nodes/.edges; default: the only set), pretty.
+// A neuron id without a node is an error that names the ids there are.
 load(require('path').join(__dirname, 'lib.js'));
 
 let prefix = param('prefix');
@@ -14,8 +15,14 @@ const nodesColl = requireCollection(`${prefix}.nodes`, 'skeleton_nodes');
 const edgesColl = requireCollection(`${prefix}.edges`, 'skeleton_edges');
 let ids = param('neuronId');
 if (ids === undefined) fail('set neuronId = <id> (or a list)');
-ids = Array.isArray(ids) ? ids : [ids];
+ids = (Array.isArray(ids) ? ids : [ids]).map((i) => asLong(i, 'neuronId'));
 const nodes = nodesColl.find({ neuron_id: { $in: ids } }, { _id: 0 }).hint(indexName('skeleton_nodes', 'neuron')).toArray();
+const found = new Set(nodes.map((n) => String(n.neuron_id)));
+const unknown = ids.filter((i) => !found.has(String(i)));
+if (unknown.length) {
+  const has = idSummary(nodesColl, 'neuron_id', 'skeleton_nodes', 'neuron', 'nodes');
+  fail(`no neuron ${unknown.join(', ')} in ${db.getName()}.${nodesColl.getName()} (${has})`);
+}
 // as lsdgraph's SkeletonSet: endpoint names from the load record (else what the documents use), and
 // one indexed read when ingest copied each edge's neuron_id onto it (else every edge, filtered here)
 const meta = db.getCollection(SCHEMA.collections.meta).findOne({ _id: edgesColl.getName() }) || {};

@@ -1,10 +1,12 @@
 // Shared by lsdgraph's mongosh scripts. Collection names, index names, fields, ROI and threshold rules
-// come from ../lsdgraph/_core/schema.json: the same file the Python package reads, so both agree.
+// come from ../_core/schema.json (next to this folder inside the lsdgraph package): the same file the
+// Python package reads, so both agree. `lsdgraph scripts` prints this folder; the scripts run from any cwd.
 // Loaded by each script with: load(require('path').join(__dirname, 'lib.js'));
+// Output: canonical Extended JSON (64-bit ids exact); --eval 'var pretty = true' prints indented plain JSON.
 /* global db, print, EJSON, Long */
 const lsdFs = require('fs');
 const lsdPath = require('path');
-const SCHEMA = JSON.parse(lsdFs.readFileSync(lsdPath.join(__dirname, '..', 'lsdgraph', '_core', 'schema.json'), 'utf8'));
+const SCHEMA = readSchema();
 const KIND = {};
 for (const k of Object.keys(SCHEMA.kinds)) KIND[k] = SCHEMA.kinds[k];
 const NODE_POS = SCHEMA.kinds.rag_nodes.position;
@@ -22,13 +24,28 @@ function indexName(kind, use) {
   return spec.name;
 }
 
+// schema.json of the package this folder belongs to; the real folder, so a symlink to it (the
+// checkout's queries/) works too
+function readSchema() {
+  const file = lsdPath.join(lsdFs.realpathSync(__dirname), '..', '_core', 'schema.json');
+  if (!lsdFs.existsSync(file)) {
+    throw new Error(`${file} not found: run the scripts from lsdgraph's package folder (\`lsdgraph scripts\` prints it)`);
+  }
+  return JSON.parse(lsdFs.readFileSync(file, 'utf8'));
+}
+
 function fail(msg) {
   // one line on stderr and a non-zero exit, like the Python CLI
   throw new Error(msg);
 }
 
+// one line on stderr that is not an error (exit 0): why a valid result is empty
+function note(msg) {
+  lsdFs.writeSync(2, `note: ${msg}\n`);
+}
+
 function param(name, fallback) {
-  // parameters arrive as globals: mongosh "$URI/db" --eval 'var roi = ..., maxScore = 0.5' --file x.js
+  // parameters arrive as globals: mongosh "$URI" --eval 'var roi = ..., maxScore = 0.5' --file x.js
   return typeof globalThis[name] === 'undefined' ? fallback : globalThis[name];
 }
 
@@ -174,7 +191,75 @@ function edgeProjection() {
   return p;
 }
 
+// [lowest, highest] value of an indexed field (null when the collection holds none)
+function fieldRange(coll, field, kind, use) {
+  const q = { [field]: { $exists: true } };
+  const end = (dir) => coll.find(q, { _id: 0, [field]: 1 }).sort({ [field]: dir }).hint(indexName(kind, use)).limit(1).toArray();
+  const lo = end(1);
+  return lo.length ? [lo[0][field], end(-1)[0][field]] : null;
+}
+
+// what a collection holds, for a message: "N <docs>, <field>s A .. B"
+function idSummary(coll, field, kind, use, docs) {
+  const r = fieldRange(coll, field, kind, use);
+  return r ? `${coll.estimatedDocumentCount()} ${docs}, ${field}s ${r[0]} .. ${r[1]}` : `no ${docs}`;
+}
+
+// {begin, end} of the node centres (the ingest record's when the load completed, else the data), or null
+function nodeBbox(nodesColl) {
+  const rec = db.getCollection(SCHEMA.collections.meta).findOne({ _id: nodesColl.getName() }) || {};
+  const box = rec.status === 'complete' && rec.stats ? rec.stats.bbox : null;
+  if (box) return { begin: box.min.map(num), end: box.max.map(num) };
+  const g = { _id: null };
+  NODE_POS.forEach((f) => { g[`${f}_min`] = { $min: `$${f}` }; g[`${f}_max`] = { $max: `$${f}` }; });
+  const r = nodesColl.aggregate([{ $group: g }]).toArray()[0];
+  if (!r || r[`${NODE_POS[0]}_min`] === null) return null;
+  return { begin: NODE_POS.map((f) => num(r[`${f}_min`])), end: NODE_POS.map((f) => num(r[`${f}_max`])) };
+}
+
+function showRoi(R) {
+  return `[${R.begin.join(', ')}] .. [${R.end.join(', ')})`;
+}
+
+// why a read of roi found no node: an empty collection, an ROI beside the data, or a gap in it
+function whyNoNodes(R, nodesColl) {
+  const box = nodeBbox(nodesColl);
+  const where = `${db.getName()}.${nodesColl.getName()}`;
+  if (!box) return `${where} holds no nodes`;
+  const shown = `[${box.begin.join(', ')}] .. [${box.end.join(', ')}]`;
+  if (R.begin.some((b, i) => b > box.end[i]) || R.end.some((e, i) => e <= box.begin[i])) {
+    return `roi ${showRoi(R)} lies outside the nodes' bounding box ${shown} (nm, zyx: the lowest and highest centres)`;
+  }
+  return `no node centre of ${where} lies in roi ${showRoi(R)} (the nodes span ${shown} nm, zyx)`;
+}
+
+// a Long as a plain number; one a double cannot hold as a placeholder for its digits (see humanJson)
+const INT64_MARK = '$lsdgraph.int64:';
+function plain(v) {
+  if (v !== null && typeof v === 'object') {
+    if (v._bsontype === 'Long') {
+      const n = v.toNumber();
+      return Number.isSafeInteger(n) ? n : INT64_MARK + v.toString();
+    }
+    if (Array.isArray(v)) return v.map(plain);
+    // documents (the shell's own document class, not Object); BSON values other than Long, dates and
+    // regular expressions stay as they are for EJSON
+    if (v._bsontype === undefined && !(v instanceof Date) && !(v instanceof RegExp)) {
+      const out = {};
+      for (const k of Object.keys(v)) out[k] = plain(v[k]);
+      return out;
+    }
+  }
+  return v;
+}
+
+// relaxed Extended JSON, indented: plain numbers (every digit of ids above 2**53 kept), {"$date": ...}
+// and the like only where JSON has no plain form (±Infinity, dates, ObjectIds)
+function humanJson(obj) {
+  return EJSON.stringify(plain(obj), null, 2, { relaxed: true }).replace(/"\$lsdgraph\.int64:(-?[0-9]+)"/g, '$1');
+}
+
 function emit(obj) {
-  // canonical Extended JSON keeps 64-bit ids exact
-  print(EJSON.stringify(obj, { relaxed: false }));
+  // canonical Extended JSON keeps 64-bit ids exact; pretty = true: indented, plain numbers
+  print(param('pretty', false) ? humanJson(obj) : EJSON.stringify(obj, { relaxed: false }));
 }

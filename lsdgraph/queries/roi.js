@@ -1,8 +1,10 @@
 // Nodes and edges of a RAG in an ROI, optionally at a merge threshold — the same read as
 // lsdgraph.open_rag(...).read_arrays(roi, max_score, edges=policy).
-//   mongosh "$URI/hemi_roi1" --quiet --eval 'var roi = {offset: [0,0,0], shape: [4000,4000,4000]}, maxScore = 0.5' --file queries/roi.js
-// Parameters: roi (required), maxScore, edges (collection; default: the only edges_* one),
-//             policy ("u": edges whose u is inside (daisy's rule), "both", "either").
+//   mongosh "$URI" --quiet --eval 'var roi = {offset: [0,0,0], shape: [4000,4000,4000]}, maxScore = 0.5' --file roi.js
+// Parameters: roi (required), maxScore, edges (collection; default: the only edges_* one, else
+//             edges_hist_quant_75), policy ("u": edges whose u is inside (daisy's rule), "both",
+//             "either"), pretty.
+// No node in the ROI prints the result and a note on stderr why (an ROI beside the data: its bounding box).
 load(require('path').join(__dirname, 'lib.js'));
 
 const R = parseRoi(param('roi'));
@@ -27,6 +29,11 @@ edges = policy === 'both' ? first.filter((e) => inRoi(R, e, EDGE_POS.v)) : first
 if (policy === 'either') {
   const second = edgesColl.find(Object.assign(roiFilter(R, EDGE_POS.v), score), keepPos('u')).hint(indexName('rag_edges', 'roi_v')).toArray();
   edges = edges.concat(second.filter((e) => !inRoi(R, e, EDGE_POS.u)));
+}
+if (!nodes.length) note(whyNoNodes(R, nodesColl));
+else if (!edges.length) {
+  const t = param('maxScore');
+  note(`${nodes.length} nodes in roi ${showRoi(R)} but no edge of ${edgesColl.getName()} with ${policy === 'u' ? 'its u end' : policy === 'both' ? 'both ends' : 'an end'} there${t === undefined || t === null ? '' : ` and merge_score <= ${t}`}`);
 }
 const strip = (e) => { EDGE_POS.u.concat(EDGE_POS.v).forEach((f) => delete e[f]); return e; };
 emit({ roi: R, policy, edges_collection: edgesColl.getName(), nodes, edges: edges.map(strip) });

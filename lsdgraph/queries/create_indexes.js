@@ -1,6 +1,7 @@
-// Create lsdgraph's indexes (lsdgraph/_core/schema.json) on every collection of a database by its kind —
-// e.g. on a database restored with mongorestore or written by daisy. Idempotent.
-//   mongosh "$URI/hemi_roi1" --quiet --file queries/create_indexes.js
+// Create lsdgraph's indexes on every collection of a database, by its kind. Idempotent; e.g. on a
+// database restored with mongorestore or written by daisy. The indexes: ../_core/schema.json.
+//   mongosh "$URI" --quiet --file create_indexes.js
+// Parameters: pretty.
 // Edges also need their endpoint positions for indexed ROI reads: `lsdgraph index --name DB` adds them.
 load(require('path').join(__dirname, 'lib.js'));
 

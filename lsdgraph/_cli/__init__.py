@@ -1,0 +1,1 @@
+"""The ``lsdgraph`` subcommands, one module per group; ``lsdgraph.cli`` assembles them."""
