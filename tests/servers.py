@@ -4,6 +4,7 @@ skips its tests, except with ``LSDGRAPH_REQUIRE_SERVERS=1`` (CI), where it fails
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import json
 import logging
@@ -204,8 +205,13 @@ def mongosh() -> str:
         unavailable("mongosh not found and npm is not installed to fetch it")
     prefix = Path.home() / ".cache/lsdgraph/mongosh"
     prefix.mkdir(parents=True, exist_ok=True)
-    p = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "mongosh"],
-                       capture_output=True, text=True, timeout=600)
+    with open(prefix / ".install.lock", "w") as lock:  # test workers in parallel install it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = _find_mongosh()
+        if found:
+            return found
+        p = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "mongosh"],
+                           capture_output=True, text=True, timeout=600)
     found = _find_mongosh()
     if p.returncode != 0 or not found:
         unavailable(f"npm install mongosh failed: {p.stderr.strip().splitlines()[-1:] or p.returncode}")

@@ -42,4 +42,4 @@ def write_result(out: TextIO, nodes: pd.DataFrame, edges: pd.DataFrame, *, fmt: 
         if len(rows) > len(shown):
             out.write(f"... {len(rows) - len(shown):,} more {what} (--limit 0 shows all, or use --format csv)\n")
     else:
-        raise LsdgraphError(f"--format {fmt!r}: use table, json, csv or graphml")
+        raise LsdgraphError(f"format={fmt!r}: use table, json, csv or graphml")
