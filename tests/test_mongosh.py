@@ -403,8 +403,8 @@ def test_lsdgraph_scripts_says_where_and_how(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == str(FOLDER) and (FOLDER / "roi.js").is_file() and (FOLDER.parent / "_core/schema.json").is_file()
     text = "\n".join(out)
-    assert "npm install -g mongosh" in text and "URI=mongodb://localhost:27017/hemi_roi1" in text
-    assert "a MongoDB connection string naming the database" in text and "pretty = true" in text
+    assert "npm install -g mongosh" in text and "URI=mongodb://localhost:27017 " in text and "$URI/hemi_roi1" in text
+    assert "the server's connection string; the database is its path" in text and "pretty = true" in text
     listed = [line.split()[0] for line in out[out.index("scripts:") + 1:]]
     assert listed == sorted(f.name for f in FOLDER.glob("*.js") if f.name != "lib.js")
     assert all(len(line) <= 120 for line in out[out.index("scripts:") + 1:])

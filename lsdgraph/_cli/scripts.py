@@ -21,7 +21,8 @@ DESCRIPTION = """
 EXAMPLES = """
     lsdgraph scripts
     Q=$(lsdgraph scripts --path); mongosh "mongodb://localhost:27017/hemi_roi1" --quiet --file "$Q/summary.js"
-    mongosh "$URI" --quiet --eval 'var neuronId = 12, pretty = true' --file "$(lsdgraph scripts --path)/skeleton.js\""""
+    mongosh "$URI/hemi_gt" --quiet --eval 'var neuronId = 3, pretty = true' \\
+        --file "$(lsdgraph scripts --path)/skeleton.js\""""
 
 
 def scripts(folder: Path = FOLDER) -> list[tuple[str, str]]:
@@ -59,8 +60,9 @@ def usage(folder: Path = FOLDER) -> list[str]:
         "",
         "run one with mongosh (npm install -g mongosh), parameters as globals in --eval:",
         f"  Q={folder}",
-        "  URI=mongodb://localhost:27017/hemi_roi1   # a MongoDB connection string naming the database",
-        "  mongosh \"$URI\" --quiet --eval 'var roi = \"0,0,0:4000,4000,4000\", maxScore = 0.5' --file \"$Q/roi.js\"",
+        "  URI=mongodb://localhost:27017   # the server's connection string; the database is its path",
+        "  mongosh \"$URI/hemi_roi1\" --quiet --eval 'var roi = \"0,0,0:4000,4000,4000\", maxScore = 0.5' "
+        "--file \"$Q/roi.js\"",
         "output: canonical Extended JSON (64-bit ids exact); add `pretty = true` to --eval for indented plain JSON.",
         "bad parameters and unknown ids: one line on stderr, exit 1; an empty result says why on stderr.",
         "each script's header lists its parameters. A local store (a folder) has no server: use lsdgraph query/info.",
