@@ -62,8 +62,8 @@ def segment(*, store: Backend | None = None, db: str | None = None, name: str | 
                                 "lsdgraph's default semantics, so a lab run writes LUT files only; "
                                 "pass db_luts='none'")
         names = lab.lab_lut_names(values.tolist())  # checked before the tree is built
-    if db_luts not in ("all", "none"):
-        agglomerate.parse_thresholds(db_luts, param="db_luts")  # a bad spec stops before any work
+    # which LUTs also go into the store, parsed now: a bad spec stops before any work
+    lut_values = values if db_luts in ("all", "none") else agglomerate.parse_thresholds(db_luts, param="db_luts")[0]
     out = output_folder(out, create=False)  # made once the inputs are known to be good
     if bson is None:
         store = store or connect(db)
@@ -89,9 +89,8 @@ def segment(*, store: Backend | None = None, db: str | None = None, name: str | 
         log("like_lab: no LUT documents written (the store's hold lsdgraph's default semantics)")
     elif bson is None and db_luts != "none":
         rag = open_rag(db, name, edges=edges, store=store)
-        chosen = values if db_luts == "all" else agglomerate.parse_thresholds(db_luts, param="db_luts")[0]
         t1 = time.perf_counter()
-        written = write_lut_documents(rag.store, rag.db, edges, tree, chosen, roi=roi,
+        written = write_lut_documents(rag.store, rag.db, edges, tree, lut_values, roi=roi,
                                       progress=False if quiet else None)
         seconds["db_luts"] = time.perf_counter() - t1
         log(f"wrote {written:,} LUT documents to {rag.db}.{schema.LUT_PREFIX}{edges} "

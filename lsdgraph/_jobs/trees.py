@@ -17,7 +17,7 @@ from lsdgraph._algorithms import lab
 from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.paths import output_folder
-from lsdgraph._core.progress import Progress
+from lsdgraph._core.progress import Progress, count_of
 from lsdgraph._core.roi import as_roi
 from lsdgraph._io import dumps
 from lsdgraph._jobs.results import write_tree_documents
@@ -149,7 +149,7 @@ def build_tree(*, store: Backend | None = None, db: str | None = None, name: str
 def _read_edges(rag, roi, progress: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All edges (or those whose u is in ``roi``) as arrays, with a progress bar on a terminal."""
     bar = Progress(f"reading {rag.edges_name}", rag.store.count(rag.db, rag.edges_name), enabled=progress,
-                   amount=lambda n: f"{n:,.0f}")
+                   amount=count_of("edges"), unit="edges")
     parts = []
     for u, v, s in rag.iter_edge_batches(roi=roi):
         parts.append((u, v, s))
