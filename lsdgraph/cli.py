@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from lsdgraph._cli import batch, explore, load, scripts, view
+from lsdgraph._cli import batch, explore, load, scripts, shard, view
 from lsdgraph._cli.common import flag_names, speak_flags
 from lsdgraph._core.errors import LsdgraphError, redact
 from lsdgraph._core.version import VERSION
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"lsdgraph {VERSION}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (load, explore, batch, view, scripts):
+    for group in (load, explore, batch, view, scripts, shard):
         group.register(sub)
     return p
 

@@ -23,3 +23,35 @@ def kill_after(monkeypatch, batches: int, when: str = "before") -> None:
         return real(self, coll, docs, what)
 
     monkeypatch.setattr(store_mod.Store, "insert_docs", insert_docs)
+
+
+def _exit_worker_after(batches: int, marker: str) -> None:
+    """In a worker process (its initializer): once this process has stored ``batches + 1``
+    batches, the first worker to get there exits at once (``os._exit``: no lease given back, the
+    last batch stored but not recorded), as a SIGKILL would leave it; later workers carry on."""
+    import os
+
+    real = store_mod.Store.insert_docs
+    calls = {"n": 0}
+
+    def insert_docs(self, coll, docs, what):
+        res = real(self, coll, docs, what)
+        calls["n"] += 1
+        if calls["n"] > batches:
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return res
+            os.close(fd)
+            os._exit(9)
+        return res
+
+    store_mod.Store.insert_docs = insert_docs
+
+
+def kill_a_worker_after(monkeypatch, batches: int, marker) -> None:
+    """Make one worker process of a parallel ingest exit hard after ``batches`` batches of its own
+    (``marker``: a path that must not exist yet; it is created when the worker goes)."""
+    from lsdgraph._ingest import parallel
+
+    monkeypatch.setattr(parallel, "WORKER_INIT", (_exit_worker_after, (batches, str(marker))))

@@ -16,7 +16,7 @@ from bson.objectid import ObjectId
 
 from lsdgraph import _ingest as ingest_mod
 from lsdgraph import cli
-from lsdgraph._core import schema
+from lsdgraph._core import blocks, schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.progress import Progress
 from lsdgraph._ingest import keys as ingest_keys
@@ -29,7 +29,7 @@ from faults import Killed, kill_after
 from servers import REPO
 
 DB = "lsd"
-POS_FIELDS = schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"]
+POS_FIELDS = schema.EDGE_POSITIONS["u"] + schema.EDGE_POSITIONS["v"] + tuple(blocks.EDGE_FIELDS.values())
 
 
 def load(source, uri, **kw):
@@ -79,8 +79,13 @@ def test_folder_load_counts_content_and_positions(dumps, mock_uri):
     assert db["zebrafinch.edges"].count_documents({}) == n_skel_edges
     assert db["zebrafinch.nodes"].count_documents({}) == by_coll["zebrafinch.nodes"].documents
 
-    # every document arrives as it was in the file (edges gain only their endpoint positions)
-    assert sorted(db.nodes.find(), key=lambda d: d["_id"]) == sorted(file_docs(rag.nodes_file), key=lambda d: d["_id"])
+    # every document arrives as it was in the file (nodes gain only their block key, edges their
+    # endpoint positions and block keys)
+    got_nodes = sorted(db.nodes.find(), key=lambda d: d["_id"])
+    assert [{k: v for k, v in d.items() if k != blocks.NODE_FIELD} for d in got_nodes] == \
+        sorted(file_docs(rag.nodes_file), key=lambda d: d["_id"])
+    assert [d[blocks.NODE_FIELD] for d in got_nodes] == \
+        blocks.encode([[d[f] for f in schema.NODE_POSITION] for d in got_nodes]).tolist()
     stored = {d["_id"]: d for d in db.edges_hist_quant_75.find()}
     for doc in file_docs(rag.edges_files["hist_quant_75"]):
         got = stored[doc["_id"]]

@@ -8,7 +8,10 @@ thresholds.
 All thresholds come from one pass: edges sorted by score feed one union-find run (single linkage)
 that records, for every fragment that stops being a root, the root it joined and the score at which
 it did (a merge tree, 16 bytes per fragment with the ids). Cutting the tree at any ``t`` is then one
-O(N) pass. LUT files follow lsd's format: ``.npz`` with ``fragment_segment_lut``, a 2xN uint64 array
+O(N) pass. Tied scores do not change the tree: each fragment hangs from the smallest fragment of
+its segment at the score it merged at, so the tree depends only on the components at each
+threshold, not on the order edges were read in (a cluster run builds the same one). LUT files
+follow lsd's format: ``.npz`` with ``fragment_segment_lut``, a 2xN uint64 array
 ``[fragments, segments]``.
 """
 from __future__ import annotations
@@ -283,6 +286,7 @@ def merge_tree_from_indices(r: IndexedEdges, scores) -> MergeTree:
     parent = np.empty(n, _index_dtype(n))
     score = np.empty(n, np.float32)
     n_merges = uf.union_pass(sorted_scores, ab, parent, score)
+    uf.canonical_parents(parent, score)  # ties: the same tree whatever order edges were read in
     report = BuildReport(
         n_fragments=n, n_duplicate_fragments=r.n_duplicates, n_edges=int(r.u.size),
         n_unknown_endpoint=int(n_unknown), n_self_loops=int(n_self), n_null_scores=int(n_null),

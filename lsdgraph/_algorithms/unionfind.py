@@ -90,11 +90,37 @@ def sort_edges(ui, vi, score):
     return keys.view(np.float32)[:k], ab[:k], n_unknown, n_self, n_null
 
 
+@njit(inline="always")
+def _root(uf, x):
+    while uf[x] != x:
+        uf[x] = uf[uf[x]]  # path halving
+        x = uf[x]
+    return x
+
+
+@njit(inline="always")
+def _edge_roots(uf, ab, e):
+    """The two roots edge ``e`` joins, smaller first, with an edge a few ahead prefetched (the
+    loops are bound by random reads of ``uf``)."""
+    if e + AHEAD < ab.size:
+        pair = ab[e + AHEAD]
+        prefetch(uf, pair >> _U32)
+        prefetch(uf, pair & _LOW32)
+    pair = ab[e]
+    x = _root(uf, np.int64(pair >> _U32))
+    y = _root(uf, np.int64(pair & _LOW32))
+    if y < x:
+        return y, x
+    return x, y
+
+
 @njit(cache=True, nogil=True)
-def union_pass(scores, ab, parent, merge_score):
+def union_pass(scores, ab, parent, merge_score, keep=None):
     """Kruskal over edges sorted by score. The root of a set is its smallest index; when root r
     joins root q (q < r), ``parent[r] = q`` and ``merge_score[r]`` = the edge's score. Roots keep
-    ``parent[i] = i`` and score +inf. Returns the number of merges."""
+    ``parent[i] = i`` and score +inf. ``keep`` (bool per edge), when given, marks the edges that
+    joined two sets: the minimum spanning forest (every other edge closes a cycle of edges scored
+    no higher, so it changes no threshold's components). Returns the number of merges."""
     n = parent.size
     uf = np.empty_like(parent)
     for i in range(n):
@@ -102,32 +128,32 @@ def union_pass(scores, ab, parent, merge_score):
         parent[i] = i
         merge_score[i] = np.inf
     merges = 0
-    m = ab.size
-    for e in range(m):
-        if e + AHEAD < m:
-            pair = ab[e + AHEAD]
-            prefetch(uf, pair >> _U32)
-            prefetch(uf, pair & _LOW32)
-        pair = ab[e]
-        x = np.int64(pair >> _U32)
-        while uf[x] != x:
-            uf[x] = uf[uf[x]]  # path halving
-            x = uf[x]
-        y = np.int64(pair & _LOW32)
-        while uf[y] != y:
-            uf[y] = uf[uf[y]]
-            y = uf[y]
+    for e in range(ab.size):
+        x, y = _edge_roots(uf, ab, e)
         if x == y:
             continue
-        if y < x:
-            x, y = y, x
         uf[y] = x
         parent[y] = x
         merge_score[y] = scores[e]
+        if keep is not None:
+            keep[e] = True
         merges += 1
         if merges == n - 1:
             break  # one segment left: later edges cannot change anything
     return merges
+
+
+@njit(cache=True, nogil=True)
+def canonical_parents(parent, merge_score):
+    """Make the tree independent of the order tied edges came in: a fragment that merged at the
+    same score as its parent hangs from that parent's parent instead, so every ``parent[i]`` is the
+    smallest fragment of i's segment at ``merge_score[i]`` (a cut at that score). Cuts are
+    unchanged; the arrays then depend only on each threshold's components. One forward pass:
+    ``parent[p] < p`` is final by the time ``i > p`` reads it."""
+    for i in range(parent.size):
+        p = parent[i]
+        if p != i and parent[p] != p and merge_score[p] == merge_score[i]:
+            parent[i] = parent[p]
 
 
 @njit(cache=True, nogil=True)

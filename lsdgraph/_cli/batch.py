@@ -14,8 +14,12 @@ def cmd_segment(a) -> int:
 
     if (a.bson is None) == (a.name is None):
         raise LsdgraphError("give either --name (and --db) to read a database, or --bson FOLDER to read dump files")
-    r = segment(db=a.db, name=a.name, edges=a.edges, bson=a.bson, thresholds=a.thresholds, roi=a.roi, out=a.out,
-                lut_files=not a.no_lut_files, db_luts=a.db_luts, quiet=a.quiet, like_lab=a.like_lab)
+    from lsdgraph._jobs.cluster import cluster_client
+
+    with cluster_client(a.scheduler, a.workers) as client:
+        r = segment(db=a.db, name=a.name, edges=a.edges, bson=a.bson, thresholds=a.thresholds, roi=a.roi,
+                    out=a.out, lut_files=not a.no_lut_files, db_luts=a.db_luts, quiet=a.quiet, like_lab=a.like_lab,
+                    client=client)
     if not a.quiet:
         print(r.summary.to_string(index=False))
     edges = r.tree_path.stem.removeprefix("merge_tree_")
@@ -26,10 +30,21 @@ def cmd_segment(a) -> int:
 
 def cmd_relabel(a) -> int:
     from lsdgraph._io.sources import S3Options
+    from lsdgraph._jobs.cluster import cluster_client
     from lsdgraph._jobs.relabel import relabel
 
-    relabel(a.fragments, a.lut, a.out, s3=S3Options(profile=a.profile, endpoint_url=a.endpoint_url), quiet=a.quiet)
+    with cluster_client(a.scheduler, a.workers) as client:
+        relabel(a.fragments, a.lut, a.out, s3=S3Options(profile=a.profile, endpoint_url=a.endpoint_url),
+                quiet=a.quiet, client=client)
     return 0
+
+
+def _cluster_args(s, what: str) -> None:
+    g = s.add_argument_group(f"on a Dask cluster ({what}; pip install 'lsdgraph[dask]')")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run on the workers of this Dask scheduler (they must reach --db and the output folder)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="start a local Dask cluster of N worker processes on 127.0.0.1 for this run")
 
 
 def cmd_evaluate(a) -> int:
@@ -59,7 +74,9 @@ def register(sub) -> None:
         lsdgraph segment --db ./lsdgraph-data --name hemi_roi1 --out ./seg
         lsdgraph segment --db ./lsdgraph-data --name hemi_roi1 --edges edges_mean --thresholds 0.1,0.3,0.5 --out ./seg
         lsdgraph segment --bson ./funke/hemi/.../hemi_affs_from_lsd_200k_roi_1 --out ./seg
-        lsdgraph segment --db mongodb://localhost:27017 --name hemi_roi1 --out ./seg --db-luts 0.3,0.5""", cmd_segment)
+        lsdgraph segment --db mongodb://localhost:27017 --name hemi_roi1 --out ./seg --db-luts 0.3,0.5
+        lsdgraph segment --db mongodb://db-host:27017 --name hemi_roi1 --out ./seg --scheduler tcp://10.0.0.5:8786""",
+        cmd_segment)
     db_args(s)
     s.add_argument("--bson", default=None, metavar="FOLDER",
                    help="read nodes.bson and EDGES.bson from this RAG folder instead of a database")
@@ -76,6 +93,7 @@ def register(sub) -> None:
                    help="the lab's 04_find_segments exactly: null scores merge at every threshold, segment ids "
                         "are fragment indices, LUT files named int(t*100) (docs/semantics.md)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress, no table")
+    _cluster_args(s, "the merge tree block by block, the same tree")
 
     s = add_command(sub, "relabel", "apply a fragment→segment LUT to a zarr volume of fragment ids", """
         Write the segmentation at one threshold as a zarr volume: every voxel's fragment id replaced
@@ -91,6 +109,7 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="zarr array to write")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s3_args(s)
+    _cluster_args(s, "chunks spread over the workers, the same volume")
 
     s = add_command(sub, "evaluate", "score every threshold against ground-truth skeletons: table, plot", """
         Score the segmentation at every threshold against ground-truth skeletons: expected run

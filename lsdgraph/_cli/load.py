@@ -21,8 +21,17 @@ def cmd_ingest(a) -> int:
         raise LsdgraphError("--db mongomock:// is the in-process store: it ends with this command and the data "
                             "with it; keep it without a server in the local store: --db ./lsdgraph-data")
     ingest(a.source, db=a.db, name=a.name, on_duplicate=a.on_duplicate, drop=a.drop, quiet=a.quiet,
-           profile=a.profile, endpoint_url=a.endpoint_url, batch_docs=a.batch_docs, wait=a.wait)
+           profile=a.profile, endpoint_url=a.endpoint_url, batch_docs=a.batch_docs, wait=a.wait,
+           workers=_whole(a.workers, "workers"), range_bytes=_whole(a.range_bytes, "range_bytes"))
     return 0
+
+
+def _whole(text: str, param: str) -> int:
+    """A flag's whole number, or the library's one line for it (``workers='abc'`` → ``--workers 'abc'``)."""
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        raise LsdgraphError(f"{param}={text!r}: not a whole number; use 1 or more") from None
 
 
 def cmd_index(a) -> int:
@@ -110,6 +119,11 @@ def register(sub) -> None:
     s.add_argument("--drop", action="store_true", help="replace collections that already hold a load")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no per-file lines")
     s.add_argument("--batch-docs", type=int, default=20_000, help="documents per insert batch")
+    s.add_argument("--workers", default="1", metavar="N",
+                   help="processes loading at once: each file larger than --range-bytes is split at document "
+                        "boundaries into byte ranges loaded in parallel (MongoDB servers only)")
+    s.add_argument("--range-bytes", default=str(64 << 20), metavar="BYTES",
+                   help="with --workers: files larger than this are split, into ranges of at most this size")
     s.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                    help="when another ingest is loading a collection, wait at most this long for it "
                         "(default: as long as that process is alive; 0: fail at once)")

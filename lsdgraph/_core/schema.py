@@ -112,3 +112,4 @@ def choose_edges(available: Sequence[str], given: str | None, where: str, param:
 
 
 LOCAL = {k: v for k, v in load()["local"].items() if k != "about"}
+BLOCKS = {k: v for k, v in load()["blocks"].items() if k != "about"}

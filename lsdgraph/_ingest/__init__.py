@@ -6,7 +6,9 @@ passed through, under a lease in its ``lsdgraph_meta`` record (:mod:`.lease`); t
 committed byte offset, document count and running CRC-32 after every batch, so a rerun resumes
 where the last acknowledged batch ended once the bytes before it still check. The count is checked
 exactly, unique keys are built, then staging is renamed: a collection under its real name is
-complete (:mod:`.load`).
+complete (:mod:`.load`). With ``workers > 1`` a large file is split at document boundaries into
+byte ranges loaded at once by worker processes, each range under a lease of its own and
+resumable, the count, unique keys and rename done once for the whole file (:mod:`.parallel`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pymongo import errors as perr
 
 from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError, ServerLost
-from lsdgraph._ingest import keys
+from lsdgraph._ingest import joins, keys
 from lsdgraph._ingest.copy import copy_database, local_database
 from lsdgraph._ingest.joins import (
     NodeTable,
@@ -29,9 +31,10 @@ from lsdgraph._ingest.joins import (
 from lsdgraph._ingest.lease import acquire
 from lsdgraph._ingest.load import VERSION, IngestReport, Options, run
 from lsdgraph._ingest.local import run_local
+from lsdgraph._ingest.parallel import refusal, shared_pool
 from lsdgraph._ingest.plan import default_db_name, nodes_for, plan, skip_reason
 from lsdgraph._io.sources import S3Options, list_files
-from lsdgraph._stores.api import Backend, check_database_name, connect
+from lsdgraph._stores.api import Backend, check_database_name, connect, default_uri, is_local
 from lsdgraph._stores.mongo import Store
 
 if TYPE_CHECKING:
@@ -56,8 +59,14 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
            drop: bool = False, quiet: bool = False, progress: bool | None = None,
            profile: str | None = None, endpoint_url: str | None = None, batch_docs: int = 20_000,
            chunk_bytes: int = 8 << 20, wait: float | None = None, store: Backend | None = None,
-           out=None) -> list[IngestReport]:
+           workers: int = 1, range_bytes: int = 64 << 20, out=None) -> list[IngestReport]:
     """Load every ``.bson`` file at ``source`` into database ``name`` at ``db`` (a URI).
+
+    With ``workers`` > 1 (a MongoDB server only), each file larger than ``range_bytes`` is split
+    at document boundaries into at least ``workers`` byte ranges of at most ``range_bytes``,
+    loaded at once by that many processes; the result is the one-process load's (same ``_id``s,
+    counts, indexes and record), and a stopped load resumes range by range. The workers are
+    spawned processes: a script calling this needs ``if __name__ == "__main__":``.
 
     A collection another process is loading is waited for (``wait`` seconds at most; None: as long
     as that process is alive). Returns one report per file; raises :class:`LsdgraphError` (after
@@ -70,6 +79,10 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
         raise LsdgraphError(f"batch_docs={batch_docs}: use 1 or more")
     if wait is not None and wait < 0:
         raise LsdgraphError(f"wait={wait}: use 0 (fail at once) or more seconds")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise LsdgraphError(f"workers={workers!r}: use a whole number of worker processes, 1 or more")
+    if isinstance(range_bytes, bool) or not isinstance(range_bytes, int) or range_bytes < 1:
+        raise LsdgraphError(f"range_bytes={range_bytes!r}: use a whole number of bytes, 1 or more")
     out = out or sys.stdout
 
     def say(line: str) -> None:
@@ -86,44 +99,52 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
             ensure_daisy_meta(cast("Store", store), cast("Store", store).db(name or from_store[1]))
         return [IngestReport(f"{src.uri}/{from_store[1]}", line.split()[1], "copy", "complete") for line in lines
                 if line.startswith("copied")]
-    files = list_files(source, s3=S3Options(profile=profile, endpoint_url=endpoint_url))
+    s3 = S3Options(profile=profile, endpoint_url=endpoint_url)
+    uri = db or (default_uri() if store is None else None)
+    if workers > 1:
+        _check_workers(store, uri, workers)
+    files = list_files(source, s3=s3)
     if not files:
         raise LsdgraphError(f"{source}: no .bson files there; list what is there with `lsdgraph ls`")
     store = store or connect(db)
+    if workers > 1:
+        _check_workers(store, uri, workers)
     name = check_database_name(store, name or default_db_name(source))
     database = None if store.local else cast("Store", store).db(name)
     opts = Options(on_duplicate=on_duplicate, drop=drop, quiet=quiet, progress=progress, batch_docs=batch_docs,
-                   chunk_bytes=chunk_bytes, wait=wait, say=say)
+                   chunk_bytes=chunk_bytes, wait=wait, say=say, workers=workers, range_bytes=range_bytes,
+                   uri=uri, s3=s3)
     planned = plan(files)
     nodes_of = nodes_for(planned)
     failed_nodes: set[str] = set()
-    reports = []
-    for f, coll_name, kind in planned:
-        why = skip_reason(coll_name)
-        nodes = nodes_of.get(coll_name)
-        if why:
-            r = IngestReport(f.url, coll_name, kind.name, "skipped", bytes=f.size, notes=[why])
-        elif nodes in failed_nodes:
-            # its positions would come from whatever the nodes collection now holds
-            r = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size,
-                             error=f"{f.url}: not loaded: its nodes ({nodes}) failed above and it takes its "
-                                   "positions from them; fix that file and rerun")
-        else:
-            try:
-                if database is None:
-                    r = run_local(cast("LocalBackend", store), name, f, coll_name, kind, opts, nodes=nodes)
-                else:
-                    r = run(cast("Store", store), database, f, coll_name, kind, opts, nodes=nodes)
-            except LsdgraphError as e:
-                r = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size, error=str(e))
-                if kind.name in ("rag_nodes", "skeleton_nodes"):
-                    failed_nodes.add(coll_name)
-                if isinstance(e, ServerLost):  # the next files would only wait for it too
-                    reports.append(r)
-                    say(_line(r, reports))
-                    raise
-        reports.append(r)
-        say(_line(r, reports))
+    reports: list[IngestReport] = []
+    with shared_pool():  # worker processes (workers > 1) serve every file of this call
+        for f, coll_name, kind in planned:
+            why = skip_reason(coll_name)
+            nodes = nodes_of.get(coll_name)
+            if why:
+                r = IngestReport(f.url, coll_name, kind.name, "skipped", bytes=f.size, notes=[why])
+            elif nodes in failed_nodes:
+                # its positions would come from whatever the nodes collection now holds
+                r = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size,
+                                 error=f"{f.url}: not loaded: its nodes ({nodes}) failed above and it takes its "
+                                       "positions from them; fix that file and rerun")
+            else:
+                try:
+                    if database is None:
+                        r = run_local(cast("LocalBackend", store), name, f, coll_name, kind, opts, nodes=nodes)
+                    else:
+                        r = run(cast("Store", store), database, f, coll_name, kind, opts, nodes=nodes)
+                except LsdgraphError as e:
+                    r = IngestReport(f.url, coll_name, kind.name, "failed", bytes=f.size, error=str(e))
+                    if kind.name in ("rag_nodes", "skeleton_nodes"):
+                        failed_nodes.add(coll_name)
+                    if isinstance(e, ServerLost):  # the next files would only wait for it too
+                        reports.append(r)
+                        say(_line(r, reports))
+                        raise
+            reports.append(r)
+            say(_line(r, reports))
     failed = [r for r in reports if r.status == "failed"]
     if database is None:  # the local store joins positions during the load; daisy does not read it
         lines = []
@@ -135,6 +156,22 @@ def ingest(source: str, *, db: str | None = None, name: str | None = None, on_du
         more = f" (and {len(failed) - 1} more failed files)" if len(failed) > 1 else ""
         raise LsdgraphError(f"{failed[0].error}{more}")
     return reports
+
+
+def _check_workers(store: Backend | None, uri: str | None, workers: int) -> None:
+    """``workers > 1`` needs a server that other processes reach, and its URI (before any work)."""
+    if store is None and uri is not None:
+        if is_local(uri):
+            raise LsdgraphError(refusal("the local store", workers))
+        if uri.startswith("mongomock://"):
+            raise LsdgraphError(refusal("mongomock://", workers))
+        return
+    if store is not None and store.local:
+        raise LsdgraphError(refusal("the local store", workers))
+    if store is not None and cast("Store", store).mock:
+        raise LsdgraphError(refusal("mongomock://", workers))
+    if uri is None:
+        raise LsdgraphError(f"workers={workers}: pass db= too (the URI the worker processes connect to)")
 
 
 def _line(r: IngestReport, reports: list[IngestReport]) -> str:
@@ -213,11 +250,13 @@ def reindex(store: Store, db: Db) -> list[str]:
         if kind.name in schema.EDGE_JOINS:
             rec = db[schema.META].find_one({"_id": name}) or {}
             nodes = rec.get("nodes") or default_nodes(name, kind)
-            has = db[name].find_one({schema.EDGE_POSITIONS["u"][0]: {"$exists": True}}, {"_id": 1})
-            if nodes in names and not (rec.get("positions") or has):
+            if nodes in names and joins.needs_joins(db[name], kind, rec):
                 n = add_edge_positions(store, db, name, nodes=nodes)
                 lines.append(f"{'positions added':<15} {name:<28} {n:>12,} docs  from {nodes}")
                 continue
+        if kind.name == "rag_nodes" and joins.needs_node_blocks(db[name]):
+            n = joins.add_node_blocks(store, db, name)
+            lines.append(f"{'blocks added':<15} {name:<28} {n:>12,} docs")
         if schema.indexes(kind.name):
             doc = db[name].find_one({}) or {}
             ends = tuple(kind.alternative_integers) if kind.alternative_integers and kind.integers[0] not in doc \

@@ -3,8 +3,10 @@
     lease ─▶ decide ─┬─▶ already complete (same fingerprint, or same bytes)
                      ├─▶ finish (renamed, not yet recorded complete)
                      ├─▶ resume (staging there, the loaded prefix still has its CRC-32)
+                     ├─▶ resume ranges (a parallel load's split, the file unchanged: :mod:`.parallel`)
                      └─▶ fresh ─▶ stream batches ─▶ verify counts (repair a shortfall)
-                                  ─▶ unique keys ─▶ rename ─▶ indexes, count again ─▶ complete
+                         │        ─▶ unique keys ─▶ rename ─▶ indexes, count again ─▶ complete
+                         └─▶ split ─▶ ranges in worker processes ─▶ (as one streamed file) verify ─▶ …
 
 Every state change is a write to the record conditional on holding the lease (see :mod:`.lease`),
 so two ingests never write one staging collection, and a collection under its real name always
@@ -29,7 +31,7 @@ from lsdgraph._core.version import VERSION
 from lsdgraph._ingest import joins, keys
 from lsdgraph._ingest.lease import Lease, acquire, now
 from lsdgraph._io import bsonio, validate
-from lsdgraph._io.sources import SourceFile
+from lsdgraph._io.sources import S3Options, SourceFile
 from lsdgraph._stores.mongo import Store
 
 if TYPE_CHECKING:
@@ -78,6 +80,10 @@ class Options:
     chunk_bytes: int = 8 << 20
     wait: float | None = None
     say: Callable[[str], None] = print
+    workers: int = 1                     # processes loading the ranges of a large file
+    range_bytes: int = 64 << 20          # files larger than this are split (see ranges.count_for)
+    uri: str | None = None               # the server URI worker processes connect to
+    s3: S3Options | None = None          # how worker processes list the source again
 
 
 @dataclass
@@ -102,6 +108,7 @@ class FileLoad:
     replayed: bool = False               # a batch may have gone in twice: duplicates over-count
     id_keys: list[np.ndarray] | None = None  # _id keys of every document so far, kept on a resume
     removed: int = 0                     # documents removed for repeating a unique key
+    clashes: list | None = None          # a range's refused _ids stored with other content (skip)
     report: IngestReport = field(init=False)
     t0: float = field(default_factory=time.monotonic)
 
@@ -137,20 +144,27 @@ def run(store: Store, db: Db, f: SourceFile, collection: str, kind: schema.Kind,
     still be reached) and raises :class:`LsdgraphError`; the lease is always given back."""
     lease, rec = acquire(store, db, collection, wait=opts.wait, say=opts.say)
     load = FileLoad(store, db, f, collection, kind, opts, lease, nodes=nodes)
+    return under_lease(load, _decide, rec)
+
+
+def under_lease(load: FileLoad, step, *args):
+    """``step(load, *args)`` with the load's lease: a failure leaves a ``failed`` record (when the
+    server can still be reached) and raises :class:`LsdgraphError`; an interruption leaves the
+    record ``loading``, to be taken over at once; the lease is always given back."""
     try:
-        report = _decide(load, rec)
+        out = step(load, *args)
     except LsdgraphError as e:
         _fail(load, str(e))
         raise
     except perr.PyMongoError as e:
-        err = _server_error(store, f, e)
+        err = server_error(load.store, load.file, e)
         _fail(load, str(err))
         raise err from None
     except BaseException:
         load.lease.release()  # interrupted: the record stays "loading", resumable at once
         raise
     load.lease.release()
-    return report
+    return out
 
 
 def _fail(load: FileLoad, error: str) -> None:
@@ -159,7 +173,8 @@ def _fail(load: FileLoad, error: str) -> None:
     load.lease.release({"$set": {"status": "failed", "error": error, "updated": now()}})
 
 
-def _server_error(store: Store, f: SourceFile, e: Exception) -> LsdgraphError:
+def server_error(store: Store, f: SourceFile, e: Exception) -> LsdgraphError:
+    """A pymongo failure as the one line a load ends with."""
     lost = isinstance(e, (perr.AutoReconnect, perr.ConnectionFailure, perr.ServerSelectionTimeoutError))
     cls = ServerLost if lost else LsdgraphError
     return cls(f"{f.url}: MongoDB at {store.uri} failed ({type(e).__name__}: {keys.short(e)}); "
@@ -193,6 +208,13 @@ def _decide(load: FileLoad, rec: dict) -> IngestReport:
             return _complete(load)
         raise LsdgraphError(f"{f.url}: collection {load.collection!r} holds an earlier version of this file "
                             "whose load was interrupted; pass drop=True to replace it")
+    if unfinished and staged and rec.get("ranges"):
+        from lsdgraph._ingest import parallel
+
+        done = parallel.resume(load, rec)
+        if done is not None:
+            return done
+        return _fresh(load, rec)
     if unfinished and staged and rec.get("offset") is not None:
         prefix_keys = _prefix_keys(load, int(rec["offset"]), int(rec.get("crc32") or 0))
         if prefix_keys is not None:
@@ -288,9 +310,20 @@ def _restore(load: FileLoad, rec: dict) -> None:
 
 def _fresh(load: FileLoad, rec: dict) -> IngestReport:
     load.lease.check(f"{load.file.url}: starting the load")
+    if rec.get("ranges") or load.opts.workers > 1:
+        from lsdgraph._ingest import parallel
+
+        parallel.forget_ranges(load)  # an earlier split's range records: each taken from its holder first
     load.call(load.staging.drop, "clearing the staging collection")
     if load.joins:
         load.table = joins.node_table(load.store, load.db.name, load.nodes or "nodes", load.kind.name)
+    if load.opts.workers > 1:
+        from lsdgraph._ingest import parallel
+
+        cut = parallel.split_for(load)
+        if cut is not None:
+            _start_record(load, rec, resumed=False)
+            return parallel.load_ranges(load, cut, fresh=True)
     _start_record(load, rec, resumed=False)
     return _stream(load)
 
@@ -318,7 +351,7 @@ def _start_record(load: FileLoad, rec: dict, resumed: bool) -> None:
         "endpoints": list(load.endpoints), "nodes": (load.nodes or "nodes") if load.joins else None,
         "positions": (load.table is not None) if load.joins else None,
         "nodes_checksum": load.table.checksum if load.table is not None else None,
-        "stats": load.stats or None, "error": None,
+        "stats": load.stats or None, "error": None, "ranges": None,
         "started": rec.get("started") if resumed else now(), "finished": None, "lsdgraph_version": VERSION,
     }, "starting the load")
 
@@ -334,24 +367,41 @@ def _stream(load: FileLoad) -> IngestReport:
                             "check the download, or remove the file if the collection was empty")
     bar = Progress(load.collection, f.size, enabled=False if opts.quiet else opts.progress, done_bytes=load.offset)
     try:
-        for docs, base in _batches(load, load.offset):
-            sent = _prepare(load, docs)
-            where = f"{f.url} at byte {base + int(docs.starts[0])}"
-            res = load.store.insert_docs(load.staging, sent, where)
-            load.replayed |= res.replayed
-            _judge_duplicates(load, sent, res.duplicates, base, docs)
-            load.duplicates += len(res.duplicates)
-            load.crc = zlib.crc32(docs.block(), load.crc)
-            if load.id_keys is not None:
-                load.id_keys.append(keys.id_keys(docs))
-            load.stats = batch_stats(load.kind, docs, load.stats)
-            consumed = int(docs.ends[-1])
-            load.offset, load.documents = base + consumed, load.documents + len(docs)
-            load.record({"offset": load.offset, "bytes_loaded": load.offset, "documents": load.documents,
-                         "duplicates": load.duplicates, "crc32": load.crc, "stats": load.stats})
-            bar.update(consumed - int(docs.starts[0]), len(docs))
+        stream_batches(load, f.size, bar.update)
     finally:
         bar.close()
+    return finish_stream(load)
+
+
+def stream_batches(load: FileLoad, end: int, progress: Callable[[int, int], None] | None = None) -> None:
+    """Insert the file's documents from ``load.offset`` to byte ``end`` (a document boundary: the
+    file's end, or a range's) into staging batch by batch, recording the offset, count, CRC-32 and
+    statistics reached after each batch. ``load.documents`` is the file index of the next document
+    (the ``_id`` numbering and error messages count from it)."""
+    f = load.file
+    for docs, base in _batches(load, load.offset, end=end):
+        sent = _prepare(load, docs)
+        where = f"{f.url} at byte {base + int(docs.starts[0])}"
+        res = load.store.insert_docs(load.staging, sent, where)
+        load.replayed |= res.replayed
+        _judge_duplicates(load, sent, res.duplicates, base, docs)
+        load.duplicates += len(res.duplicates)
+        load.crc = zlib.crc32(docs.block(), load.crc)
+        if load.id_keys is not None:
+            load.id_keys.append(keys.id_keys(docs))
+        load.stats = batch_stats(load.kind, docs, load.stats)
+        consumed = int(docs.ends[-1])
+        load.offset, load.documents = base + consumed, load.documents + len(docs)
+        load.record({"offset": load.offset, "bytes_loaded": load.offset, "documents": load.documents,
+                     "duplicates": load.duplicates, "crc32": load.crc, "stats": load.stats})
+        if progress is not None:
+            progress(consumed - int(docs.starts[0]), len(docs))
+
+
+def finish_stream(load: FileLoad) -> IngestReport:
+    """After the whole file went in (in one stream, or in ranges): the count checked, unique keys,
+    rename, complete."""
+    f = load.file
     if load.offset != f.size:
         raise LsdgraphError(f"{f.url}: read {load.offset} of {f.size} bytes: the file changed or the stream "
                             "ended early; rerun to resume")
@@ -361,14 +411,16 @@ def _stream(load: FileLoad) -> IngestReport:
     return _rename(load)
 
 
-def _batches(load: FileLoad, offset: int, check: bool = True):
-    """(docs, base) per batch of the file from ``offset``, validated; bad bytes or a bad document
-    raise the one-line error after the good documents before them were yielded."""
+def _batches(load: FileLoad, offset: int, check: bool = True, end: int | None = None):
+    """(docs, base) per batch of the file from ``offset`` (to byte ``end``, a document boundary),
+    validated; bad bytes or a bad document raise the one-line error after the good documents
+    before them were yielded."""
     f, kind = load.file, load.kind
     ndocs = load.documents if check else 0
     stream = f.open(offset)
+    reader = stream if end is None or end >= f.size else _Limited(stream, end - offset)
     try:
-        for base, docs, err in bsonio.iter_docs(stream, kind.fields, chunk_bytes=load.opts.chunk_bytes,
+        for base, docs, err in bsonio.iter_docs(reader, kind.fields, chunk_bytes=load.opts.chunk_bytes,
                                                  max_docs=load.opts.batch_docs, start_offset=offset):
             if check and len(docs) and ndocs == 0 and kind.alternative_integers:
                 load.endpoints = validate.endpoints(docs, kind)
@@ -396,9 +448,15 @@ def _prepare(load: FileLoad, docs: bsonio.Docs) -> bsonio.Docs:
     """The documents as they go to the server: a deterministic ``_id`` where the file has none
     (file prefix + document number, so a replayed batch is recognised), endpoint fields appended."""
     out = _with_ids(docs, load.documents, zlib.crc32(f"{load.db.name}/{load.collection}".encode()).to_bytes(4, "big"))
+    out = joins.with_node_blocks(out, load.kind)
     if load.table is not None:
         out = joins.with_joins(out, load.table, load.endpoints)
     return out
+
+
+def prepared(load: FileLoad, docs: bsonio.Docs) -> bsonio.Docs:
+    """The documents as a load sends them (see :func:`_prepare`)."""
+    return _prepare(load, docs)
 
 
 def _with_ids(docs: bsonio.Docs, first_index: int, prefix: bytes) -> bsonio.Docs:
@@ -424,6 +482,11 @@ def _judge_duplicates(load: FileLoad, sent: bsonio.Docs, rows: np.ndarray, base:
         doc_id = bson.decode(sent.raw(row))["_id"]
         raise LsdgraphError(keys.id_clash_message(load.file, load.documents + row, base + int(docs.starts[row]),
                                                   doc_id))
+    if clashes and load.clashes is not None:
+        import bson
+
+        # ranges load out of file order: the parent puts the file's first document back (see parallel)
+        load.clashes += [bson.decode(sent.raw(int(row)))["_id"] for row in clashes]
 
 
 def batch_stats(kind: schema.Kind, docs: bsonio.Docs, stats: dict) -> dict:

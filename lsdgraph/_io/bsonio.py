@@ -747,6 +747,30 @@ def iter_docs(stream: Readable, fields: Sequence[str], *, chunk_bytes: int = 8 <
         pos = stop
 
 
+@njit(cache=True, nogil=True)
+def _walk(buf, pos, stop_at):
+    end = buf.shape[0]
+    n = 0
+    while pos < stop_at and pos + 4 <= end:
+        length = _i32(buf, pos)
+        if length < 5 or length > MAX_DOC_BYTES:
+            return pos, n, True
+        if pos + length > end:
+            break
+        pos += length
+        n += 1
+    return pos, n, False
+
+
+def walk_lengths(buf: np.ndarray, pos: int, stop_at: int) -> tuple[int, int, bool]:
+    """Walk documents by their int32 length prefixes only (no element scan) from the document
+    boundary ``pos`` of ``buf`` until a boundary at or past ``stop_at``, or the last document
+    wholly in ``buf``. Returns (the boundary reached, documents walked, a length prefix out of
+    range was met there). What splits a file at real document boundaries, at memory speed."""
+    end, n, bad = _walk(buf, np.int64(pos), np.int64(stop_at))
+    return int(end), int(n), bool(bad)
+
+
 # ----------------------------------------------------------------------------------------------
 # writing
 

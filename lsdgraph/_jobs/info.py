@@ -21,6 +21,11 @@ def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int 
     inventory = store.inventory(db)
     names = [n for n, _, _ in inventory]
     meta = store.records(db)
+    ranges: dict[str, list[dict]] = {}  # a parallel load's per-range records, by the file's collection
+    for rec in meta.values():
+        if rec.get("range_of"):
+            ranges.setdefault(rec["range_of"], []).append(rec)
+    meta = {n: rec for n, rec in meta.items() if not rec.get("range_of")}
     colls = []
     described = set()
     for n, count, indexes in inventory:
@@ -29,9 +34,9 @@ def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int 
         own = n[len(schema.STAGING_PREFIX):] if n.startswith(schema.STAGING_PREFIX) else n
         rec = meta.get(own) or {}
         described.add(own)
-        colls.append(_collection(n, rec, count, indexes))
+        colls.append(_collection(n, rec, count, indexes, ranges.get(own)))
     # loads that failed or died before their first batch have a record and no collection yet
-    colls += [_collection(n, rec, 0, []) for n, rec in sorted(meta.items())
+    colls += [_collection(n, rec, 0, [], ranges.get(n)) for n, rec in sorted(meta.items())
               if n not in described and rec.get("status") not in (None, "complete")]
     info: dict[str, Any] = {"database": name, "server": store.uri, "collections": colls}
     all_edges = [c["name"] for c in colls if c["kind"] == "rag_edges"]
@@ -49,8 +54,11 @@ def describe(uri: str | None, name: str, *, edges: str | None = None, bins: int 
     return info
 
 
-def _collection(name: str, rec: dict, count: int, indexes: list[str]) -> dict:
+def _collection(name: str, rec: dict, count: int, indexes: list[str], ranges: list[dict] | None = None) -> dict:
     status, detail = load_state(rec)
+    if ranges:  # a parallel load in progress or stopped: how far its ranges got
+        done = sum(r.get("status") == "done" for r in ranges)
+        detail = f"{detail + '; ' if detail else ''}{done} of {len(ranges)} byte ranges done (rerun to resume the rest)"
     return {"name": name, "kind": schema.kind_of(name).name, "count": count, "indexes": indexes,
             "status": status, "detail": detail, "bytes": rec.get("size"), "source": rec.get("source"),
             "error": rec.get("error")}

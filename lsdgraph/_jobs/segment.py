@@ -47,12 +47,14 @@ class SegmentResult:
 def segment(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
             edges: str | None = None, bson: str | None = None, thresholds="0:1:0.02", roi=None,
             out: str | Path, lut_files: bool = True, db_luts: str = "none", quiet: bool = False,
-            stream=None, like_lab: bool = False) -> SegmentResult:
+            stream=None, like_lab: bool = False, client=None) -> SegmentResult:
     """Run the batch job; see the module docstring. ``db_luts``: ``none`` (default), ``all`` or a
     threshold spec choosing which LUTs also go into the store as documents (only with a database
     source; with ``like_lab`` only ``all`` or ``none``, and nothing is written): one document per
     fragment not alone in its segment per threshold, so ``all`` on a large RAG is millions.
-    ``like_lab``: the lab pipeline's semantics."""
+    ``like_lab``: the lab pipeline's semantics. ``client``: a ``dask.distributed`` Client to build
+    the merge tree on, block by block (the same tree and LUTs as in this process); the workers
+    connect to ``db`` themselves."""
     stream = stream or sys.stderr
     log = (lambda *a: None) if quiet else (lambda msg: print(msg, file=stream, flush=True))
     values, names = agglomerate.parse_thresholds(thresholds)
@@ -70,7 +72,7 @@ def segment(*, store: Backend | None = None, db: str | None = None, name: str | 
     edges = edges_name(store=store, db=db, name=name, edges=edges, bson=bson)
     tree, tree_path, reused, seconds = build_tree(store=store, db=db, name=name, edges=edges, bson=bson,
                                                   roi=roi, out=out, log=log, progress=False if quiet else None,
-                                                  like_lab=like_lab)
+                                                  like_lab=like_lab, client=client)
     t0 = time.perf_counter()
     paths = []
     if lut_files:

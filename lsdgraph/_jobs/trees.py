@@ -89,9 +89,11 @@ def edges_name(*, store: Backend | None = None, db: str | None = None, name: str
 def build_tree(*, store: Backend | None = None, db: str | None = None, name: str | None = None,
                edges: str | None = None, bson: str | None = None, roi=None, out: str | Path,
                log=None, progress: bool | None = False,
-               like_lab: bool = False) -> tuple[agglomerate.MergeTree, Path, bool, dict]:
+               like_lab: bool = False, client=None) -> tuple[agglomerate.MergeTree, Path, bool, dict]:
     """The merge tree for a RAG, reused from ``out`` when the inputs are unchanged.
-    ``like_lab``: null scores merge at every threshold, as in the lab's pipeline.
+    ``like_lab``: null scores merge at every threshold, as in the lab's pipeline. ``client``: a
+    ``dask.distributed`` Client to build it on, block by block (the same tree; see
+    :mod:`lsdgraph._jobs.cluster`).
 
     Returns (tree, path, reused, timings)."""
     log = log or (lambda *_: None)
@@ -117,6 +119,26 @@ def build_tree(*, store: Backend | None = None, db: str | None = None, name: str
         log(f"reusing the {'lab ' if like_lab else ''}merge tree in {out} (same inputs)")
         return (tree, out / f"{tree_stem(edges, like_lab)}.npz", True,
                 {"read": 0.0, "tree": time.perf_counter() - t0})
+    source = Path(bson) if bson is not None else None
+    if client is not None:
+        tree, n_null, t1 = _cluster_tree(client, rag, source, edges, db, roi, like_lab, progress, log)
+    else:
+        tree, n_null, t1 = _local_tree(rag, source, edges, roi, like_lab, progress, log, t0)
+    path = save_tree(tree, output_folder(out), edges, key, inputs, like_lab)
+    t2 = time.perf_counter()
+    r = tree.report
+    nulls = (f"{n_null:,} null scores merged at every threshold (like_lab)" if like_lab
+             else f"{r.n_null_scores:,} null scores")
+    log(f"merge tree of {len(tree):,} fragments in {t2 - t1:.2f} s ({r.n_unknown_endpoint:,} edges with an "
+        f"unknown endpoint dropped, {nulls}, {r.n_self_loops:,} self loops)")
+    if rag is not None and not like_lab:
+        write_tree_documents(rag.store, rag.db, edges, tree)
+    return tree, path, False, {"read": t1 - t0, "tree": t2 - t1}
+
+
+def _local_tree(rag, folder, edges: str, roi, like_lab: bool, progress: bool | None, log, t0: float
+                ) -> tuple[agglomerate.MergeTree, int, float]:
+    """The tree built in this process: (tree, null scores read, time the read ended)."""
     if rag is None:
         arrays = dumps.read_rag(folder, edges, roi)
         ids, u, v, s = arrays.ids, arrays.u, arrays.v, arrays.scores
@@ -128,22 +150,31 @@ def build_tree(*, store: Backend | None = None, db: str | None = None, name: str
         where = f"in roi {roi}" if roi is not None else "in the RAG"
         raise LsdgraphError(f"no fragments {where}: nothing to agglomerate")
     log(f"read {len(ids):,} fragments and {len(u):,} edges in {t1 - t0:.1f} s")
-    if like_lab:
-        n_null = int(np.count_nonzero(np.isnan(s)))
-        tree = lab.build_lab_merge_tree(ids, u, v, s)
+    n_null = int(np.count_nonzero(np.isnan(s)))
+    tree = lab.build_lab_merge_tree(ids, u, v, s) if like_lab else agglomerate.build_merge_tree(ids, u, v, s)
+    return tree, n_null, t1
+
+
+def _cluster_tree(client, rag, folder, edges: str, db: str | None, roi, like_lab: bool,
+                  progress: bool | None, log) -> tuple[agglomerate.MergeTree, int, float]:
+    """The tree built on a Dask cluster: (tree, null scores read, time the work ended)."""
+    from lsdgraph._jobs import cluster
+
+    if rag is None:
+        if roi is not None:
+            raise LsdgraphError("roi= with bson= on a cluster: byte ranges of dump files cannot be cut by ROI; "
+                                "load the folder into a store first (`lsdgraph ingest DIR --db ./lsdgraph-data`) "
+                                "or drop roi=")
+        tree, run = cluster.dump_tree(client, folder, edges, like_lab=like_lab, progress=progress, log=log)
     else:
-        tree = agglomerate.build_merge_tree(ids, u, v, s)
-    del u, v, s
-    path = save_tree(tree, output_folder(out), edges, key, inputs, like_lab)
-    t2 = time.perf_counter()
-    r = tree.report
-    nulls = (f"{n_null:,} null scores merged at every threshold (like_lab)" if like_lab
-             else f"{r.n_null_scores:,} null scores")
-    log(f"merge tree of {len(tree):,} fragments in {t2 - t1:.2f} s ({r.n_unknown_endpoint:,} edges with an "
-        f"unknown endpoint dropped, {nulls}, {r.n_self_loops:,} self loops)")
-    if rag is not None and not like_lab:
-        write_tree_documents(rag.store, rag.db, edges, tree)
-    return tree, path, False, {"read": t1 - t0, "tree": t2 - t1}
+        tree, run = cluster.cluster_tree(client, rag, cluster.worker_uri(db, rag.store), roi, like_lab=like_lab,
+                                         progress=progress, log=log)
+    if not len(tree):
+        where = f"in roi {roi}" if roi is not None else "in the RAG"
+        raise LsdgraphError(f"no fragments {where}: nothing to agglomerate")
+    log(f"read and reduced {len(tree):,} fragments and {tree.report.n_edges:,} edges on the cluster in "
+        f"{run.seconds:.1f} s ({run.part_bytes / 2**20:,.1f} MiB of forests moved)")
+    return tree, run.n_nan, time.perf_counter()
 
 
 def _read_edges(rag, roi, progress: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,7 +6,12 @@ shapes, which the local store translates for Arrow's scanner.
 Query shapes (the same in ``queries/*.js``): nodes by a per-axis ``$gte``/``$lt`` box on the
 ``position`` index; edges by the same box on the endpoint positions copied onto every edge at ingest
 (``u_position``/``v_position`` indexes, ``merge_score`` last so a threshold is an index bound too).
-One find per ROI for nodes and one (two for ``either``) for edges, whatever the ROI holds: no ``$in``.
+One find per ROI for nodes and one (two for ``either``) for edges, whatever the ROI holds: no ``$in``
+of ids. On MongoDB, when the collection carries block keys (:mod:`lsdgraph._core.blocks`, stored
+by ingest or ``lsdgraph index``), each ROI find also says ``blk`` / ``blk_u`` / ``blk_v`` ``$in``
+the blocks the ROI touches, so a sharded cluster's ``mongos`` sends it only to the shards owning
+those blocks (``blk_u`` is the edges' shard key; ``blk_v`` only narrows the v side's scan on each
+shard). The box predicate stays: the blocks are a coarse superset of it.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import pandas as pd
 
-from lsdgraph._core import schema
+from lsdgraph._core import blocks, schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.ids import IdIndex
 from lsdgraph._core.roi import Roi, as_roi, mongo_filter
@@ -73,6 +78,9 @@ def _score_filter(t: float | None) -> dict:
 
 _NODE_ROI = ("rag_nodes", "roi")
 _THRESHOLD = ("rag_edges", "threshold")
+_NODE_BLOCK = ("rag_nodes", blocks.SHARD_KEYS["rag_nodes"])
+_EDGE_BLOCK = ("rag_edges", blocks.SHARD_KEYS["rag_edges"])
+_BLOCK_FIELDS = (blocks.NODE_FIELD, *blocks.EDGE_FIELDS.values())
 
 
 @dataclass
@@ -88,6 +96,7 @@ class Rag:
     _edge_attrs: dict | None = field(default=None, repr=False)
     _positions: bool | None = field(default=None, repr=False)
     _range: tuple | None = field(default=None, repr=False)
+    _blocks: dict[str, bool] = field(default_factory=dict, repr=False)
 
     # -- what is stored ------------------------------------------------------------------------
     @property
@@ -107,14 +116,14 @@ class Rag:
 
     def node_spec(self) -> dict[str, str]:
         if self._node_attrs is None:
-            hidden = ("id", *schema.NODE_POSITION)
+            hidden = ("id", *schema.NODE_POSITION, *_BLOCK_FIELDS)
             self._node_attrs = {k: t for k, t in self.store.field_types(self.db, self.nodes_name).items()
                                 if k not in hidden}
         return {"id": "uint64", **{f: "float64" for f in schema.NODE_POSITION}, **self._node_attrs}
 
     def edge_spec(self) -> dict[str, str]:
         if self._edge_attrs is None:
-            hidden = ("u", "v", schema.SCORE, *schema.EDGE_POSITIONS["u"], *schema.EDGE_POSITIONS["v"])
+            hidden = ("u", "v", schema.SCORE, *schema.EDGE_POSITIONS["u"], *schema.EDGE_POSITIONS["v"], *_BLOCK_FIELDS)
             self._edge_attrs = {k: t for k, t in self.store.field_types(self.db, self.edges_name).items()
                                 if k not in hidden}
         return {"u": "uint64", "v": "uint64", schema.SCORE: "float64", **self._edge_attrs}
@@ -129,6 +138,41 @@ class Rag:
                 first = schema.EDGE_POSITIONS["u"][0]
                 self._positions = self.store.exists(self.db, self.edges_name, {first: {"$exists": True}})
         return self._positions
+
+    def has_blocks(self, which: str = "nodes") -> bool:
+        """Whether the ``nodes`` (or ``edges``) carry block keys at this version's block size, so ROI
+        reads add the block predicate. MongoDB only (the local store clusters by its own key): the
+        collection has the block index and its first keyed document (one index probe) has the key
+        :func:`blocks.encode` gives its position; cached, like :meth:`has_positions`."""
+        if which not in self._blocks:
+            self._blocks[which] = self._probe_blocks(which)
+        return self._blocks[which]
+
+    def _probe_blocks(self, which: str) -> bool:
+        if self.store.local:
+            return False
+        if which == "nodes":
+            coll, role, key, pos = self.nodes_name, _NODE_BLOCK, blocks.NODE_FIELD, schema.NODE_POSITION
+        else:
+            coll, role, key, pos = self.edges_name, _EDGE_BLOCK, blocks.EDGE_FIELDS["u"], schema.EDGE_POSITIONS["u"]
+        mongo = cast("Store", self.store)
+        hint = mongo.hint(self.db, coll, role)
+        if hint is None:
+            return False
+        def probe() -> dict | None:  # one document under limit 1: no cursor is left open
+            cur = mongo.db(self.db)[coll].find({key: {"$gte": 0}}, {key: 1, **{f: 1 for f in pos}, "_id": 0})
+            return next(iter((cur if mongo.mock else cur.hint(hint)).limit(1)), None)
+
+        first = mongo.retry(probe, f"probing {coll}'s block keys")
+        if not first or not all(isinstance(first.get(f), (int, float)) for f in pos):
+            return False  # the index is there (a copy, `create_indexes.js`) but no document has the key
+        at = np.array([[float(first[f]) for f in pos]])
+        return not np.isnan(at).any() and int(blocks.encode(at)[0]) == int(first[key])
+
+    def _block_filter(self, roi: Roi | None, which: str, end: str = "u") -> dict:
+        if roi is None or not self.has_blocks(which):
+            return {}
+        return blocks.in_filter(roi, blocks.NODE_FIELD if which == "nodes" else blocks.EDGE_FIELDS[end])
 
     def score_range(self) -> tuple[float, float] | None:
         """(min, max) stored merge score, from the ingest record or the store (None: no scores)."""
@@ -165,7 +209,8 @@ class Rag:
 
     # -- reads ---------------------------------------------------------------------------------
     def _node_query(self, roi: Roi | None) -> tuple[dict, tuple[str, str] | None]:
-        return mongo_filter(roi, schema.NODE_POSITION), (_NODE_ROI if roi is not None else None)
+        return ({**mongo_filter(roi, schema.NODE_POSITION), **self._block_filter(roi, "nodes")},
+                _NODE_ROI if roi is not None else None)
 
     def _edge_queries(self, roi: Roi | None, t: float | None, policy: str
                       ) -> list[tuple[dict, tuple[str, str] | None, str]]:
@@ -174,8 +219,8 @@ class Rag:
         if roi is None:
             return [(score, _THRESHOLD if t is not None else None, "all")]
         ends = ["u"] if policy in ("u", "both") else ["u", "v"]
-        return [({**mongo_filter(roi, schema.EDGE_POSITIONS[e]), **score}, ("rag_edges", f"roi_{e}"), e)
-                for e in ends]
+        return [({**mongo_filter(roi, schema.EDGE_POSITIONS[e]), **self._block_filter(roi, "edges", e), **score},
+                 ("rag_edges", f"roi_{e}"), e) for e in ends]
 
     def read_arrays(
         self, roi=None, max_score: float | None = None, edges: str = schema.DEFAULT_EDGE_POLICY

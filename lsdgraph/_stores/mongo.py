@@ -308,11 +308,14 @@ class Store:
         cur = coll.find_raw_batches(filter, projection, batch_size=batch_size)
         if hint:
             cur = cur.hint(hint)
-        for raw in cur:
-            docs, _, err = bsonio.scan(raw, fields)
-            if err is not None:
-                raise LsdgraphError(f"{coll.name}: the server sent malformed BSON ({err.describe()})")
-            yield docs
+        try:
+            for raw in cur:
+                docs, _, err = bsonio.scan(raw, fields)
+                if err is not None:
+                    raise LsdgraphError(f"{coll.name}: the server sent malformed BSON ({err.describe()})")
+                yield docs
+        finally:  # a reader that stops early ends the server's cursor now, not whenever it is collected
+            cur.close()
 
     def explain(self, coll: Coll, filter: dict, hint: str | None = None) -> dict:
         """executionStats of a find on a real server (mongomock has no planner: empty dict)."""

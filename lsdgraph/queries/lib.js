@@ -94,6 +94,54 @@ function roiFilter(roi, fields) {
   return f;
 }
 
+// the block key of the sharded layout (schema.json blocks; lsdgraph/_core/blocks.py): a block's
+// stored index per axis is floor(x / size_nm) + offset_blocks, clamped to [0, 2**bits_per_axis); the
+// key interleaves the three indices z, y, x from the most significant bit (BigInt: keys pass 2**53)
+const BLOCKS = SCHEMA.blocks;
+function blockIndex(x) {
+  const i = Math.floor(x / BLOCKS.size_nm) + BLOCKS.offset_blocks;
+  return Math.min(Math.max(i, 0), 2 ** BLOCKS.bits_per_axis - 1);
+}
+
+function mortonCode(idx) {
+  let c = 0n;
+  for (let bit = BLOCKS.bits_per_axis - 1; bit >= 0; bit--) {
+    for (const i of idx) c = (c << 1n) | BigInt((i >> bit) & 1);
+  }
+  return c;
+}
+
+// {field: {$in: [keys]}} for every block the ROI touches (from the block of begin to the block of the
+// largest double below end, per axis), as blocks.in_filter: {} above max_cover blocks (an unbounded or
+// whole-volume read goes to every shard anyway)
+function blockFilter(roi, field) {
+  if (!roi) return {};
+  const lo = roi.begin.map(blockIndex);
+  const hi = roi.end.map((e, i) => (e > roi.begin[i] ? blockIndex(-nextUp(-e)) : lo[i] - 1));  // empty: none
+  const count = lo.reduce((n, l, i) => n * Math.max(0, hi[i] - l + 1), 1);
+  if (count > BLOCKS.max_cover) return {};
+  const codes = [];
+  for (let z = lo[0]; z <= hi[0]; z++) {
+    for (let y = lo[1]; y <= hi[1]; y++) {
+      for (let x = lo[2]; x <= hi[2]; x++) codes.push(mortonCode([z, y, x]));
+    }
+  }
+  codes.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return { [field]: { $in: codes.map((c) => Long.fromString(c.toString())) } };
+}
+
+// whether coll carries block keys at this block size (Rag.has_blocks): the block index is there and
+// the first keyed document's key is its position's
+function hasBlocks(coll, kind, use, field, posFields) {
+  const name = indexName(kind, use);
+  if (!coll.getIndexes().some((i) => i.name === name)) return false;
+  const proj = { _id: 0, [field]: 1 };
+  posFields.forEach((f) => { proj[f] = 1; });
+  const doc = coll.find({ [field]: { $gte: 0 } }, proj).hint(name).limit(1).toArray()[0];
+  if (!doc || posFields.some((f) => doc[f] === undefined || doc[f] === null)) return false;
+  return mortonCode(posFields.map((f) => blockIndex(num(doc[f])))).toString() === doc[field].toString();
+}
+
 function num(v) {
   // int64 values arrive as Long objects
   return (typeof v === 'number') ? v : (v !== null && v !== undefined && typeof v.toNumber === 'function') ? v.toNumber() : NaN;
@@ -187,8 +235,13 @@ function edgesCollection(name) {
 // fields lsdgraph adds to edges for indexed ROI reads: not part of the user's data
 function edgeProjection() {
   const p = { _id: 0 };
-  EDGE_POS.u.concat(EDGE_POS.v).forEach((f) => { p[f] = 0; });
+  EDGE_POS.u.concat(EDGE_POS.v, Object.values(BLOCKS.edges)).forEach((f) => { p[f] = 0; });
   return p;
+}
+
+// nodes as the user's data: without lsdgraph's block key
+function nodeProjection() {
+  return { _id: 0, [BLOCKS.nodes]: 0 };
 }
 
 // [lowest, highest] value of an indexed field (null when the collection holds none)
