@@ -309,6 +309,23 @@ def test_an_older_database_reads_as_before_until_lsdgraph_index(tmp_path, mock_u
     assert reindex(store, db) and not any(x.startswith(("blocks added", "positions added")) for x in reindex(store, db))
 
 
+def test_a_copy_from_the_local_store_into_mongodb_gets_the_block_keys(tmp_path, mock_uri):
+    r = write_dump(tmp_path, n_nodes=300, seed=6)
+    local = str(tmp_path / "store")
+    lsdgraph.ingest(str(r.folder), db=local, name="part", quiet=True)
+    store = store_mod.connect(mock_uri)
+    lsdgraph.ingest(f"file:{local}/part", store=store, name="copy", quiet=True)
+    db = store.db("copy")
+    nodes = list(db.nodes.find({}, {"_id": 0}))
+    assert [d["blk"] for d in nodes] == blocks.encode([[d[f] for f in schema.NODE_POSITION] for d in nodes]).tolist()
+    edges = [d for d in db[EDGES].find({}, {"_id": 0}) if "u_z" in d]
+    assert edges and [d["blk_u"] for d in edges] == blocks.encode(
+        [[d[f] for f in schema.EDGE_POSITIONS["u"]] for d in edges]).tolist()
+    rag = query.open_rag(name="copy", edges=EDGES, store=store)
+    assert rag.has_blocks("nodes") and rag.has_blocks("edges")
+    shard_plan(store=store, name="copy", shards=2)  # no "run lsdgraph index" refusal
+
+
 # ---------------------------------------------------------------------------------------------
 # shard-plan
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsdgraph._core import schema
+from lsdgraph._core import blocks, schema
 from lsdgraph._core.errors import LsdgraphError
 from lsdgraph._core.progress import Progress, count_of
 from lsdgraph._core.roi import Roi, as_roi, mongo_filter
@@ -40,7 +40,8 @@ def index_kind(coll: str) -> str:
 
 def _spec(src: Backend, db: str, coll: str, kind: schema.Kind) -> dict[str, str]:
     ids = "uint64" if kind.name in ("rag_nodes", "rag_edges") else "int64"
-    spec = {f: "float64" if t == "float64" else t for f, t in src.field_types(db, coll).items() if f != BLOCK_KEY}
+    keys = (BLOCK_KEY, blocks.NODE_FIELD, *blocks.EDGE_FIELDS.values())  # each store's own, made on the way
+    spec = {f: "float64" if t == "float64" else t for f, t in src.field_types(db, coll).items() if f not in keys}
     for f in kind.integers:
         if f in spec or kind.name != "skeleton_edges":
             spec[f] = ids if f in ("id", "u", "v") else "int64"
@@ -72,7 +73,27 @@ def _chunks(src: Backend, db: str, coll: str, kind: schema.Kind, filt: dict, spe
         if local and position and all(p in cols for p in position):
             z, y, x = (cols[p] for p in position)
             out[BLOCK_KEY] = ("uint64", block_key(z, y, x, schema.LOCAL["block_size_nm"]))
+        elif not local:
+            out.update(_shard_keys(kind, cols))
         yield out
+
+
+def _shard_keys(kind: schema.Kind, cols: dict[str, np.ndarray]) -> dict[str, tuple[str, np.ndarray]]:
+    """The sharded layout's block keys, as ingest stores them on MongoDB (:mod:`lsdgraph._core.blocks`).
+    A row without a position (an edge end that is no node) gets the key of the origin: no ROI read
+    selects it, whatever its key."""
+    if kind.name == "rag_nodes":
+        ends = {blocks.NODE_FIELD: kind.position}
+    elif kind.name == "rag_edges":
+        ends = {blocks.EDGE_FIELDS[e]: schema.EDGE_POSITIONS[e] for e in ("u", "v")}
+    else:
+        return {}
+    out = {}
+    for field, position in ends.items():
+        if all(p in cols for p in position):
+            pos = np.stack([cols[p] for p in position], axis=1)
+            out[field] = ("int64", blocks.encode(np.where(np.isfinite(pos), pos, 0.0)))
+    return out
 
 
 def copy_database(src: Backend, db: str, dst: Backend, to_db: str, *, roi=None,

@@ -28,7 +28,7 @@ from lsdgraph._core.progress import Progress, count_of
 from lsdgraph._core.roi import Roi
 from lsdgraph._io import dumps
 from lsdgraph._query.rag import Rag
-from lsdgraph._stores.api import Backend, connect, default_uri
+from lsdgraph._stores.api import Backend, connect, default_uri, is_local
 
 BLOCK_EDGES = 2_000_000  # edges per block task: ~50 MB of read columns and a forest of the rest
 CONNECT_SECONDS = 10
@@ -147,12 +147,13 @@ def region_of(rag: Rag, roi: Roi | None) -> Roi:
 # --------------------------------------------------------------------------- tasks
 
 @functools.lru_cache(maxsize=4)
-def _store(uri: str) -> Backend:
-    return connect(uri)  # one connection per worker process and store
+def _server(uri: str) -> Backend:
+    return connect(uri)  # one connection pool per worker process and server
 
 
 def _block(uri: str, db: str, nodes: str, edges: str, block: Roi, like_lab: bool) -> forest.Part:
-    rag = Rag(_store(uri), db, nodes, edges)
+    # a local store is opened per task: a long-lived worker must see what was loaded since
+    rag = Rag(connect(uri) if is_local(uri) else _server(uri), db, nodes, edges)
     ids, _ = rag.node_arrays(block)
     u, v, s = rag.edge_arrays(roi=block)
     return forest.block_part(ids, u, v, s, like_lab)

@@ -147,8 +147,7 @@ def _local_tree(rag, folder, edges: str, roi, like_lab: bool, progress: bool | N
         u, v, s = _read_edges(rag, roi, progress)
     t1 = time.perf_counter()
     if not len(ids):
-        where = f"in roi {roi}" if roi is not None else "in the RAG"
-        raise LsdgraphError(f"no fragments {where}: nothing to agglomerate")
+        raise _no_fragments(roi)
     log(f"read {len(ids):,} fragments and {len(u):,} edges in {t1 - t0:.1f} s")
     n_null = int(np.count_nonzero(np.isnan(s)))
     tree = lab.build_lab_merge_tree(ids, u, v, s) if like_lab else agglomerate.build_merge_tree(ids, u, v, s)
@@ -170,11 +169,15 @@ def _cluster_tree(client, rag, folder, edges: str, db: str | None, roi, like_lab
         tree, run = cluster.cluster_tree(client, rag, cluster.worker_uri(db, rag.store), roi, like_lab=like_lab,
                                          progress=progress, log=log)
     if not len(tree):
-        where = f"in roi {roi}" if roi is not None else "in the RAG"
-        raise LsdgraphError(f"no fragments {where}: nothing to agglomerate")
+        raise _no_fragments(roi)
     log(f"read and reduced {len(tree):,} fragments and {tree.report.n_edges:,} edges on the cluster in "
         f"{run.seconds:.1f} s ({run.part_bytes / 2**20:,.1f} MiB of forests moved)")
     return tree, run.n_nan, time.perf_counter()
+
+
+def _no_fragments(roi) -> LsdgraphError:
+    where = f"in roi {roi}" if roi is not None else "in the RAG"
+    return LsdgraphError(f"no fragments {where}: nothing to agglomerate")
 
 
 def _read_edges(rag, roi, progress: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
