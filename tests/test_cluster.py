@@ -104,6 +104,39 @@ def test_a_cluster_reduces_random_graphs_to_the_single_pass_tree(client, g):
     _same_tree(forest.tree_of(cluster.reduce_parts(client, blocks)), agglomerate.build_merge_tree(*g[:4]))
 
 
+def _dies_once(marker: str, *inputs):
+    """A block task whose worker process dies the first time (no reply, no exception)."""
+    import os
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(1)
+    return forest.block_part(*inputs)
+
+
+def test_a_worker_killed_mid_block_is_replaced_and_the_tree_is_the_same(client, tmp_path):
+    import sys
+
+    import cloudpickle
+
+    rng = np.random.default_rng(11)
+    ids = rng.choice(10**9, 3000, replace=False).astype(np.uint64)
+    u, v, s = rng.choice(ids, 9000), rng.choice(ids, 9000), rng.integers(0, 20, 9000) / 20
+    g = (ids, u, v, s, 4, rng.integers(0, 4, ids.size), rng.integers(0, 4, u.size))
+    (tmp_path / "lived").touch()
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
+    try:
+        blocks = [client.submit(_dies_once, str(tmp_path / ("died" if i == 2 else "lived")), *x, pure=False)
+                  for i, x in enumerate(_inputs(g))]
+        tree = forest.tree_of(cluster.reduce_parts(client, blocks))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert (tmp_path / "died").exists()  # a worker did die under its block, and the block ran again
+    _same_tree(tree, agglomerate.build_merge_tree(ids, u, v, s))
+    client.wait_for_workers(2, timeout=60)  # the nanny brings the worker back for the next tests
+
+
 # --------------------------------------------------------------------------- blocks
 
 @settings(max_examples=200, deadline=None)
