@@ -131,7 +131,7 @@ def test_int64_index_path_gives_the_same_cuts(monkeypatch):
     u, v = rng.choice(fragments, 900), rng.choice(fragments, 900)
     s = rng.random(900)
     small = ag.build_merge_tree(fragments, u, v, s)
-    monkeypatch.setattr(ag, "_index_dtype", lambda n: np.dtype(np.int64))
+    monkeypatch.setattr(ag, "index_dtype", lambda n: np.dtype(np.int64))
     wide = ag.build_merge_tree(fragments, u, v, s)
     assert wide.parent.dtype == np.int64 and small.parent.dtype == np.int32
     for t in (0.1, 0.5, 0.9):

@@ -52,12 +52,8 @@ class Part:
         return sum(int(a.nbytes) for a in (self.ids, self.u, self.v, self.s, self.pu, self.pv, self.ps))
 
 
-def _dtype(n: int) -> type:
-    return np.int32 if n < 2**31 else np.int64  # as the merge tree's indices
-
-
 def _lookup(index: IdIndex, ids: np.ndarray) -> np.ndarray:
-    return index.lookup(ids, out=np.empty(ids.size, _dtype(len(index))))
+    return index.lookup(ids, out=np.empty(ids.size, agglomerate.index_dtype(len(index))))
 
 
 def _classify(index: IdIndex, u: np.ndarray, v: np.ndarray, s: np.ndarray
@@ -80,7 +76,8 @@ def _forest(ids: np.ndarray, ui: np.ndarray, vi: np.ndarray, s: np.ndarray
     float32 scores) in ascending score."""
     scores, ab, *_ = uf.sort_edges(ui, vi, np.ascontiguousarray(s, np.float32))
     keep = np.zeros(ab.size, bool)
-    uf.union_pass(scores, ab, np.empty(ids.size, _dtype(ids.size)), np.empty(ids.size, np.float32), keep)
+    uf.union_pass(scores, ab, np.empty(ids.size, agglomerate.index_dtype(ids.size)), np.empty(ids.size, np.float32),
+                  keep)
     ab, scores = ab[keep], scores[keep]
     return ids[(ab >> np.uint64(32)).astype(np.int64)], ids[(ab & np.uint64(0xFFFFFFFF)).astype(np.int64)], scores
 

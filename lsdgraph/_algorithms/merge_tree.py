@@ -128,7 +128,7 @@ def _threshold32(t: float) -> np.float32:
 
 # --------------------------------------------------------------------------- ids
 
-def _index_dtype(n: int) -> np.dtype:
+def index_dtype(n: int) -> np.dtype:
     if n >= 2**32:  # the union-find packs an edge's two indices into one uint64
         raise LsdgraphError(f"{n} fragments is more than the 2**32 lsdgraph can agglomerate at once; "
                             "split the volume into parts")
@@ -154,7 +154,7 @@ def index_edges(fragments, u, v) -> IndexedEdges:
     if u.size != v.size:
         raise LsdgraphError(f"edge columns u and v differ in length ({u.size} vs {v.size}); "
                             "pass one u and one v per edge")
-    dtype = _index_dtype(len(index))
+    dtype = index_dtype(len(index))
     ui = index.lookup(u, out=np.empty(u.size, dtype))
     vi = index.lookup(v, out=np.empty(v.size, dtype))
     return IndexedEdges(index.ids, ui, vi, (ui >= 0) & (vi >= 0), int(given.size - len(index)))
@@ -252,7 +252,7 @@ class MergeTree:
             except KeyError as e:
                 raise LsdgraphError(f"merge tree {path} lacks {e}; rebuild it with build_merge_tree") from None
         n = fragments.size
-        ok = (fragments.dtype == np.uint64 and parent.dtype == _index_dtype(n)
+        ok = (fragments.dtype == np.uint64 and parent.dtype == index_dtype(n)
               and score.dtype == np.float32 and parent.shape == score.shape == (n,)
               and bool(np.all(parent <= np.arange(n, dtype=parent.dtype))) and bool(np.all(parent >= 0)))
         if not ok:
@@ -283,7 +283,7 @@ def merge_tree_from_indices(r: IndexedEdges, scores) -> MergeTree:
     sorted_scores, ab, n_unknown, n_self, n_null = uf.sort_edges(r.u, r.v, s32)
     del s32
     n = r.fragments.size
-    parent = np.empty(n, _index_dtype(n))
+    parent = np.empty(n, index_dtype(n))
     score = np.empty(n, np.float32)
     n_merges = uf.union_pass(sorted_scores, ab, parent, score)
     uf.canonical_parents(parent, score)  # ties: the same tree whatever order edges were read in
