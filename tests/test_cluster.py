@@ -265,6 +265,10 @@ def test_relabel_on_a_cluster_writes_the_same_volume(client, small, tmp_path):
 def test_cluster_mistakes_are_one_line(client, small, tmp_path):
     with pytest.raises(LsdgraphError, match=r"client=.*pass a dask.distributed Client"):
         segment.segment(bson=str(small.rag_dir), out=tmp_path, client=object(), quiet=True)
+    seg = segment.segment(bson=str(small.rag_dir), out=tmp_path / "seg", thresholds="0.5", quiet=True)
+    with pytest.raises(LsdgraphError, match=r"client=.*pass a dask.distributed Client"):
+        relabel.relabel(str(small.fragments_path), str(seg.lut_paths[0]), str(tmp_path / "x.zarr"), client=object())
+    assert not (tmp_path / "x.zarr").exists()  # refused before the output was made
     for kw, message in [({"workers": 0}, r"workers=0: give a whole number"),
                         ({"scheduler": "10.0.0.5"}, r"scheduler='10.0.0.5': give the scheduler's address"),
                         ({"scheduler": "tcp://127.0.0.1:1", "workers": 2}, r"give one")]:

@@ -39,17 +39,21 @@ class _Lut:
         self.values = values[np.argsort(keys, kind="stable")]  # aligned with index.ids
 
 
-_OPENED: dict[tuple, tuple[Volume, _Lut, Volume]] = {}
+_OPENED: dict[str, tuple[Volume, _Lut, Volume]] = {}  # this process's open run (a worker's too)
 
 
 def _open(run: str, fragments: str, lut: str, out: str, s3: S3Options | None) -> tuple[Volume, _Lut, Volume]:
     """The input, LUT and output of run ``run``, opened once per process (a cluster worker keeps
     them for every chunk of that run it is given)."""
-    key = (run,)
-    if key not in _OPENED:
+    if run not in _OPENED:
         _OPENED.clear()
-        _OPENED[key] = (open_volume(fragments, s3=s3), _Lut(lut), open_volume(out))
-    return _OPENED[key]
+        _OPENED[run] = (open_volume(fragments, s3=s3), _Lut(lut), open_volume(out))
+    return _OPENED[run]
+
+
+def _close(run: str) -> None:
+    """Let go of a run's LUT (a worker outlives the run; a LUT of 10⁹ fragments is 16 GB)."""
+    _OPENED.pop(run, None)
 
 
 def _relabel_chunks(run: str, fragments: str, lut: str, out: str, s3: S3Options | None,
@@ -80,10 +84,17 @@ def relabel(fragments: str, lut: str, out: str, *, s3=None, quiet: bool = False,
         output_folder(out, create=False)
     if not np.issubdtype(src.dtype, np.integer):
         raise LsdgraphError(f"{fragments}: dtype {src.dtype} is not an integer fragment-id volume")
-    _Lut(lut)  # a bad LUT is refused before the output exists
-    create_volume(out, src.shape, src.chunks, np.uint64, src.offset.tolist(), src.resolution.tolist(),
-                  attrs={"lsdgraph_lut": str(lut), "lsdgraph_fragments": str(fragments)})
-    args = (uuid.uuid4().hex, str(fragments), str(Path(lut).resolve()), str(Path(str(out)).resolve()), s3)
+    table = _Lut(lut)  # a bad LUT, or a bad client, is refused before the output exists
+    if client is not None:
+        from lsdgraph._jobs.cluster import check_client, distributed
+
+        n_workers = check_client(client)
+    dst = create_volume(out, src.shape, src.chunks, np.uint64, src.offset.tolist(), src.resolution.tolist(),
+                        attrs={"lsdgraph_lut": str(lut), "lsdgraph_fragments": str(fragments)})
+    run = uuid.uuid4().hex
+    _OPENED.clear()
+    _OPENED[run] = (src, table, dst)  # this process reads the LUT once
+    args = (run, str(fragments), str(Path(lut).resolve()), str(Path(str(out)).resolve()), s3)
     chunks = list(src.blocks())
     t0 = time.perf_counter()
     bar = Progress(f"relabelling {Path(str(out)).name}", len(chunks), enabled=False if quiet else None,
@@ -95,15 +106,14 @@ def relabel(fragments: str, lut: str, out: str, *, s3=None, quiet: bool = False,
                 mapped += _relabel_chunks(*args, [c])
                 bar.update(1, _voxels(c))
         else:
-            from lsdgraph._jobs.cluster import check_client, distributed
-
-            groups = _groups(chunks, 8 * check_client(client))
-            futures = {client.submit(_relabel_chunks, *args, g, pure=False): g for g in groups}
+            futures = {client.submit(_relabel_chunks, *args, g, pure=False): g for g in _groups(chunks, 8 * n_workers)}
             for f in distributed().as_completed(futures):
                 mapped += f.result()
                 bar.update(len(futures[f]), sum(_voxels(c) for c in futures[f]))
+            client.run(_close, run)
     finally:
         bar.close()
+        _close(run)
     if not quiet:
         print(f"relabelled {int(np.prod(src.shape)):,} voxels ({mapped:,} mapped) into {out} in "
               f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
