@@ -23,7 +23,7 @@ import numpy as np
 from lsdgraph._algorithms import forest
 from lsdgraph._algorithms import merge_tree as agglomerate
 from lsdgraph._core import schema
-from lsdgraph._core.errors import LsdgraphError
+from lsdgraph._core.errors import LsdgraphError, redact_uri
 from lsdgraph._core.progress import Progress, count_of
 from lsdgraph._core.roi import Roi
 from lsdgraph._io import dumps
@@ -87,11 +87,15 @@ def check_client(client) -> int:
 
 
 def worker_uri(db: str | None, store: Backend) -> str:
-    """The store URI the workers connect to: refused for mongomock, whose data lives in this process."""
+    """The store URI the workers connect to (``db``, else the store's when it names it whole):
+    refused for mongomock, whose data lives in this process."""
     uri = db or (store.uri if store.local else default_uri())
-    if uri.startswith("mongomock://"):
-        raise LsdgraphError(f"db={uri}: an in-process store the cluster's workers cannot see; use a MongoDB "
-                            "server (mongodb://…) or the local store (a path)")
+    if (db or store.uri).startswith("mongomock://"):
+        raise LsdgraphError(f"db={db or store.uri}: an in-process store the cluster's workers cannot see; use a "
+                            "MongoDB server (mongodb://…) or the local store (a path)")
+    if db is None and not store.local and store.uri != redact_uri(uri):
+        raise LsdgraphError(f"client= with a store at {store.uri}: pass db= too (its URI, which the workers "
+                            "connect to)")
     return uri
 
 
