@@ -218,6 +218,14 @@ def test_a_dump_folder_on_a_cluster_matches_one_process(client, small, tmp_path)
     _same_tree(tree, one.tree)
 
 
+def test_more_ranges_than_a_dump_file_has_documents(client, synthetic, tmp_path):
+    tiny = synthetic("hemi", "tiny", seed=2)  # ~1k nodes and ~3k edges: 2048 ranges leave nodes short
+    one = segment.segment(bson=str(tiny.rag_dir), out=tmp_path / "one", lut_files=False, quiet=True).tree
+    tree, run = cluster.dump_tree(client, tiny.rag_dir, EDGES, blocks=2048)
+    assert run.blocks > len(one)  # so some tasks read no node at all
+    _same_tree(tree, one)
+
+
 def test_a_bad_document_in_a_range_is_named_as_in_one_process(client, small, tmp_path):
     import shutil
 

@@ -277,7 +277,7 @@ def _prefix_keys(load: FileLoad, nbytes: int, crc: int) -> list[np.ndarray] | No
     got, parts = 0, []
     stream = f.open(0)
     try:
-        for _base, docs, err in bsonio.iter_docs(_Limited(stream, nbytes), ("_id",),
+        for _base, docs, err in bsonio.iter_docs(bsonio.Limited(stream, nbytes), ("_id",),
                                                  chunk_bytes=load.opts.chunk_bytes, max_docs=1 << 20):
             if err is not None:
                 return None
@@ -286,19 +286,6 @@ def _prefix_keys(load: FileLoad, nbytes: int, crc: int) -> list[np.ndarray] | No
     finally:
         stream.close()
     return parts if got == crc else None
-
-
-class _Limited:
-    """The first ``n`` bytes of a stream."""
-
-    def __init__(self, stream, n: int):
-        self.stream, self.left = stream, n
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size is None or size < 0 else min(size, self.left)
-        data = self.stream.read(size) if size else b""
-        self.left -= len(data)
-        return data
 
 
 def _restore(load: FileLoad, rec: dict) -> None:
@@ -418,7 +405,7 @@ def _batches(load: FileLoad, offset: int, check: bool = True, end: int | None = 
     f, kind = load.file, load.kind
     ndocs = load.documents if check else 0
     stream = f.open(offset)
-    reader = stream if end is None or end >= f.size else _Limited(stream, end - offset)
+    reader = stream if end is None or end >= f.size else bsonio.Limited(stream, end - offset)
     try:
         for base, docs, err in bsonio.iter_docs(reader, kind.fields, chunk_bytes=load.opts.chunk_bytes,
                                                  max_docs=load.opts.batch_docs, start_offset=offset):

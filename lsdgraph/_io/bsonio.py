@@ -25,6 +25,19 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class Limited:
+    """The next ``n`` bytes of a stream (a byte range of a file, read through :func:`iter_docs`)."""
+
+    def __init__(self, stream, n: int):
+        self.stream, self.left = stream, n
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.stream.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+
 # BSON element types used here
 T_MISSING = 0
 T_DOUBLE = 1

@@ -26,68 +26,23 @@ class RagArrays:
     scores: np.ndarray
 
 
-@dataclass(frozen=True)
-class ByteRange:
-    """Documents ``[start, end)`` of a dump file (offsets at document boundaries) and the index of
-    the first one in the file."""
-
-    start: int
-    end: int
-    first_index: int
-
-
-def split_file(path: Path, parts: int) -> list[ByteRange]:
-    """``path`` cut into at most ``parts`` ranges of about equal bytes, each starting on a document
-    (found by walking the documents' length prefixes: a dump has no other markers). A bad length
-    ends the cutting: the last range then holds it, and its reader names it with its offset."""
-    size = path.stat().st_size
-    if size == 0 or parts <= 1:
-        return [ByteRange(0, size, 0)]
-    a = np.memmap(path, np.uint8, mode="r")
-    step = -(-size // parts)
-    cuts: list[tuple[int, int]] = []
-    p, index = 0, 0
-    for target in range(step, size, step):
-        p, walked, bad = bsonio.walk_lengths(a, p, target)
-        index += walked
-        if bad or p >= size or p < target:
-            break
-        if not cuts or cuts[-1][0] != p:
-            cuts.append((p, index))
-    del a
-    starts = [(0, 0), *cuts]
-    ends = [q for q, _ in cuts] + [size]
-    return [ByteRange(q, e, i) for (q, i), e in zip(starts, ends, strict=True)]
-
-
-class _Window:
-    """Bytes ``[start, end)`` of a file, as a stream."""
-
-    def __init__(self, stream, start: int, end: int):
-        stream.seek(start)
-        self.stream, self.left = stream, end - start
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size is None or size < 0 else min(size, self.left)
-        data = self.stream.read(size) if size else b""
-        self.left -= len(data)
-        return data
-
-
-def read_columns(path: Path, kind: schema.Kind, fields: dict[str, str], part: ByteRange | None = None
-                 ) -> dict[str, np.ndarray]:
-    """Stream one dump file (or one range of it) into typed columns (``{"id": "uint64",
-    "center_z": "float64"}``), validating every document as ingest does."""
+def read_columns(path: Path, kind: schema.Kind, fields: dict[str, str], *, start: int = 0, end: int | None = None,
+                 first_index: int = 0) -> dict[str, np.ndarray]:
+    """Stream one dump file into typed columns (``{"id": "uint64", "center_z": "float64"}``),
+    validating every document as ingest does; with ``end``, only the documents in bytes
+    ``[start, end)`` (document boundaries; the first is the file's ``first_index``-th), which may
+    be none."""
     parts: dict[str, list] = {f: [] for f in fields}
-    n = part.first_index if part else 0
+    n = first_index
     try:
         stream = open(path, "rb")
     except OSError as e:
         raise LsdgraphError(f"{path}: cannot open ({e.strerror}); check the folder (bson=)") from None
     with stream:
-        source = _Window(stream, part.start, part.end) if part else stream
+        stream.seek(start)
+        source = stream if end is None else bsonio.Limited(stream, end - start)
         for base, docs, err in bsonio.iter_docs(source, kind.fields, chunk_bytes=32 << 20, max_docs=1 << 20,
-                                                start_offset=part.start if part else 0):
+                                                start_offset=start):
             msg = validate.check(docs, kind, file=str(path), base_offset=base, first_index=n)
             if msg:
                 raise LsdgraphError(msg)
@@ -97,11 +52,9 @@ def read_columns(path: Path, kind: schema.Kind, fields: dict[str, str], part: By
             for f, dtype in fields.items():
                 parts[f].append(docs.column(f, dtype))
             n += len(docs)
-    if n == 0:
+    if end is None and n == 0:
         raise LsdgraphError(f"{path}: no documents; is it a .bson dump?")
-    if part is not None and not parts[next(iter(fields))]:
-        return {f: np.empty(0, d) for f, d in fields.items()}
-    return {f: np.concatenate(p) for f, p in parts.items()}
+    return {f: np.concatenate(p) if p else np.empty(0, fields[f]) for f, p in parts.items()}
 
 
 def edges_file(folder: Path, edges: str | None) -> Path:

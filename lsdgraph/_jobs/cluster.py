@@ -26,7 +26,9 @@ from lsdgraph._core import schema
 from lsdgraph._core.errors import LsdgraphError, redact_uri
 from lsdgraph._core.progress import Progress, count_of
 from lsdgraph._core.roi import Roi
+from lsdgraph._ingest import ranges
 from lsdgraph._io import dumps
+from lsdgraph._io.sources import list_files
 from lsdgraph._query.rag import Rag
 from lsdgraph._stores.api import Backend, connect, default_uri, is_local
 
@@ -238,11 +240,25 @@ def cluster_tree(client, rag: Rag, uri: str, roi: Roi | None, *, like_lab: bool 
 _BYTES_PER_EDGE = 90  # a dump's edge document with its scores, for sizing the ranges
 
 
-def _dump_range(nodes: str, edges: str, node_range: dumps.ByteRange, edge_range: dumps.ByteRange,
-                like_lab: bool) -> forest.Part:
+Span = tuple[int, int | None, int]  # (start, end, first document index) of a byte range; end None: to the end
+
+
+def _spans(path: Path, n: int) -> list[Span]:
+    """``path`` cut at document boundaries into at most ``n`` ranges (the ingest's split, without
+    reading the bytes twice); one range, the whole file, when it does not split."""
+    cut = ranges.split(list_files(str(path))[0], n)
+    return [(0, None, 0)] if cut is None else [(r.start, r.end, r.first) for r in cut.ranges]
+
+
+def _dump_range(nodes: str, edges: str, node_span: Span, edge_span: Span, like_lab: bool) -> forest.Part:
     nk, ek = schema.kind("rag_nodes"), schema.kind("rag_edges")
-    ids = dumps.read_columns(Path(nodes), nk, {"id": "uint64"}, node_range)["id"]
-    e = dumps.read_columns(Path(edges), ek, {"u": "uint64", "v": "uint64", schema.SCORE: "float64"}, edge_range)
+
+    def read(path: str, kind: schema.Kind, fields: dict[str, str], span: Span) -> dict:
+        start, end, first = span
+        return dumps.read_columns(Path(path), kind, fields, start=start, end=end, first_index=first)
+
+    ids = read(nodes, nk, {"id": "uint64"}, node_span)["id"]
+    e = read(edges, ek, {"u": "uint64", "v": "uint64", schema.SCORE: "float64"}, edge_span)
     return forest.block_part(ids, e["u"], e["v"], e[schema.SCORE], like_lab)
 
 
@@ -257,10 +273,10 @@ def dump_tree(client, folder: Path, edges: str, *, like_lab: bool = False, block
     n_workers = check_client(client)
     nodes_path, edges_path = (folder / "nodes.bson").resolve(), dumps.edges_file(folder, edges).resolve()
     n = _n_blocks(blocks, n_workers, edges_path.stat().st_size // _BYTES_PER_EDGE)
-    node_ranges, edge_ranges = dumps.split_file(nodes_path, n), dumps.split_file(edges_path, n)
+    node_ranges, edge_ranges = _spans(nodes_path, n), _spans(edges_path, n)
     k = max(len(node_ranges), len(edge_ranges))  # a small file has fewer documents than ranges
-    node_ranges += [dumps.ByteRange(node_ranges[-1].end, node_ranges[-1].end, 0)] * (k - len(node_ranges))
-    edge_ranges += [dumps.ByteRange(edge_ranges[-1].end, edge_ranges[-1].end, 0)] * (k - len(edge_ranges))
+    node_ranges += [(0, 0, 0)] * (k - len(node_ranges))  # empty ranges: no documents
+    edge_ranges += [(0, 0, 0)] * (k - len(edge_ranges))
     log(f"agglomerating {folder.name} in {k} byte ranges on {n_workers} Dask worker{'s' if n_workers != 1 else ''}")
     futures = [client.submit(_dump_range, str(nodes_path), str(edges_path), a, b, like_lab, pure=False)
                for a, b in zip(node_ranges, edge_ranges, strict=True)]
